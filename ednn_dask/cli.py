@@ -1,0 +1,263 @@
+"""The ``ednn-dask`` command line.
+
+Every failure the user can cause (bad file, bad model name, bad values)
+prints one line ``ednn-dask: error: ...`` on stderr and exits with status 2;
+``--json`` output goes to stdout alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["main"]
+
+
+class UserError(Exception):
+    """An error caused by the user's input; reported as one line."""
+
+
+def _load_npy(path: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UserError(f"input file not found: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"input is a directory, not a .npy file: {path}") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise UserError(f"cannot read {path} as a .npy array ({exc})") from None
+
+
+def validate_spins(arr: np.ndarray, focus: int, name: str = "input") -> np.ndarray:
+    """Check an ``(N, L, M)`` array of ±1 spins for an Ising model; return int8."""
+    if arr.dtype.kind not in "biuf":
+        raise UserError(f"{name}: expected a numeric array of +-1 spins, got dtype {arr.dtype}")
+    if arr.ndim != 3:
+        raise UserError(f"{name}: expected shape (N, L, L) of +-1 spins, got {arr.ndim}-D shape {arr.shape}")
+    if arr.size == 0:
+        raise UserError(f"{name}: empty array of shape {arr.shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise UserError(f"{name}: contains NaN or infinite values")
+    bad = ~np.isin(arr, (-1, 1))
+    if bad.any():
+        first = arr[bad].flat[0]
+        raise UserError(f"{name}: spins must be -1 or +1, found {first!r} ({int(bad.sum())} bad values)")
+    L, M = arr.shape[1:]
+    if L % focus or M % focus:
+        raise UserError(f"{name}: lattice {L}x{M} is not a multiple of the model's focus f={focus}")
+    return arr.astype(np.int8)
+
+
+def _cmd_models(args) -> int:
+    from .models import bundled_models
+
+    models = bundled_models()
+    if args.json:
+        print(json.dumps({k: {kk: vv for kk, vv in v.items()} for k, v in models.items()}, indent=1))
+        return 0
+    for name, meta in models.items():
+        spacing = meta.get("pixel_spacing", {})
+        acc = meta.get("accuracy", {})
+        print(f"{name}")
+        print(f"  file            {meta['path']}")
+        print(f"  target          {meta['target'].get('name')} [{meta['target'].get('units')}]")
+        print(f"  focus/context   f={meta['focus']} c={meta['context']} (tile {meta['focus'] + 2 * meta['context']} px)")
+        print(f"  pixel spacing   {spacing.get('value')} {spacing.get('units', '')}")
+        print(f"  reference       {meta.get('description', '')}")
+        for key, label in (("test", "held-out"), ("transfer", "transfer")):
+            if key in acc:
+                m = acc[key]
+                print(
+                    f"  {label:<15} median |err| {m['median_ae']:.3g} {meta['target'].get('units')}, "
+                    f"median rel {m['median_rel']:.2g} ({acc.get(key + '_set', '')})"
+                )
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    import torch
+
+    from .models import get_model
+    from .train.ising import spins_to_fields
+
+    model = get_model(args.model)
+    kind = model.metadata.get("input", {}).get("kind")
+    if kind != "ising-spins":
+        raise UserError(f"model {model.name!r} takes input of kind {kind!r}, which predict does not handle yet")
+    spins = validate_spins(_load_npy(args.input), model.metadata["focus"], args.input)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    energies = model.predict(spins_to_fields(spins)).numpy()
+    if args.json:
+        print(json.dumps({"energies": energies.tolist(), "model": model.name, "n": int(energies.size)}))
+    else:
+        units = model.metadata["target"].get("units", "")
+        for i, e in enumerate(energies):
+            print(f"{i}\t{e:.6f} {units}")
+    return 0
+
+
+def _cmd_dataset_ising(args) -> int:
+    from .systems.ising import IsingDataset
+
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise UserError(f"--out must end in .npz, got {out}")
+    data = IsingDataset.generate(args.n, args.L, seed=args.seed)
+    tmp = out.with_name(f".{out.stem}.tmp.npz")
+    data.save(tmp)
+    os.replace(tmp, out)
+    print(f"wrote {args.n} {args.L}x{args.L} configurations to {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_train_ising(args) -> int:
+    from .models import save_model
+    from .train import TrainConfig
+    from .train.ising import ising_metadata, train_ising, write_report
+
+    out = Path(args.out)
+    if out.suffix not in (".pt2", ".pt"):
+        raise UserError(f"--out must end in .pt2 (torch.export) or .pt (TorchScript), got {out}")
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_final=args.lr_final,
+        seed=args.seed,
+        threads=args.threads,
+        progress=not args.quiet,
+    )
+    model, history, report = train_ising(
+        args.focus,
+        args.context,
+        n=args.n,
+        L=args.L,
+        config=config,
+        data_seed=args.data_seed,
+        data_cache=args.data,
+        checkpoint=args.checkpoint,
+        resume=args.resume,
+        evaluate=not args.no_eval,
+    )
+    meta = ising_metadata(args.focus, args.context, config, args.n, args.L, report)
+    save_model(model, out, meta)
+    if args.report:
+        write_report({"focus": args.focus, "context": args.context, **(report or {}), "history": history}, args.report)
+    if report:
+        t, b = report["test"], report["transfer"]
+        print(
+            f"f={args.focus} c={args.context}: held-out {args.L}x{args.L} median |err| {t['median_ae']:.3g} J "
+            f"(MAE {t['mae']:.3g} J); 128x128 near Tc median rel err {b['median_rel']:.3g}"
+        )
+    print(f"saved {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    """Train-free demo: the bundled Ising model on fresh 8x8 and 128x128 samples."""
+    import time
+
+    import torch
+
+    from .models import get_model
+    from .systems.ising import T_CRITICAL, ising_energy, sample_ising
+    from .train.ising import spins_to_fields
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    model = get_model("ising")
+    print(f"model: bundled '{model.name}' (f={model.metadata['focus']}, c={model.metadata['context']})")
+    print(f"{'L':>5} {'T/Tc':>6} {'exact E [J]':>14} {'EDNN E [J]':>14} {'|err| [J]':>10} {'rel err':>9}")
+    for L, ratios in ((8, (0.5, 1.0, 2.0)), (128, (0.9, 1.0, 1.1))):
+        temps = [r * T_CRITICAL for r in ratios]
+        spins, T = sample_ising(len(temps), L, temps, seed=args.seed, n_equilibrate=200)
+        t0 = time.perf_counter()
+        pred = model.predict(spins_to_fields(spins)).numpy()
+        dt = time.perf_counter() - t0
+        exact = ising_energy(spins)
+        for e, p, t in zip(exact, pred, T):
+            rel = abs(p - e) / abs(e) if e else float("nan")
+            print(f"{L:>5} {t / T_CRITICAL:>6.2f} {e:>14.3f} {p:>14.3f} {abs(p - e):>10.2e} {rel:>9.1e}")
+        print(f"      ({len(temps)} configurations of {L}x{L}: {L * L * len(temps) / dt:,.0f} tiles/s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="ednn-dask", description="Extensive deep neural networks over large domains.")
+    p.add_argument("--version", action="version", version=f"ednn-dask {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="predict Ising energies with the bundled model (no training)")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=_cmd_demo)
+
+    m = sub.add_parser("models", help="list bundled models")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=_cmd_models)
+
+    pr = sub.add_parser("predict", help="predict totals with a model")
+    pr.add_argument("model", help="bundled model name (e.g. ising) or model file path")
+    pr.add_argument("input", help="for Ising models: .npy array (N, L, L) of +-1 spins")
+    pr.add_argument("--json", action="store_true", help="print JSON only")
+    pr.set_defaults(func=_cmd_predict)
+
+    ds = sub.add_parser("dataset", help="generate a training dataset")
+    dss = ds.add_subparsers(dest="system", required=True)
+    di = dss.add_parser("ising", help="Swendsen-Wang Ising configurations with exact energies (.npz)")
+    di.add_argument("--n", type=int, default=100_000)
+    di.add_argument("--L", type=int, default=8)
+    di.add_argument("--seed", type=int, default=1)
+    di.add_argument("--out", required=True)
+    di.set_defaults(func=_cmd_dataset_ising)
+
+    tr = sub.add_parser("train", help="train a model")
+    trs = tr.add_subparsers(dest="system", required=True)
+    ti = trs.add_parser("ising", help="train the paper's dense Ising EDNN")
+    ti.add_argument("--focus", "-f", type=int, default=1)
+    ti.add_argument("--context", "-c", type=int, default=1)
+    ti.add_argument("--n", type=int, default=100_000, help="training+validation configurations")
+    ti.add_argument("--L", type=int, default=8)
+    ti.add_argument("--epochs", type=int, default=40)
+    ti.add_argument("--batch-size", type=int, default=128)
+    ti.add_argument("--lr", type=float, default=1e-3)
+    ti.add_argument("--lr-final", type=float, default=1e-6)
+    ti.add_argument("--seed", type=int, default=0, help="weights, split and shuffling")
+    ti.add_argument("--data-seed", type=int, default=1)
+    ti.add_argument("--data", help="cache the sampled dataset in this .npz (reused if present)")
+    ti.add_argument("--threads", type=int, default=None)
+    ti.add_argument("--checkpoint", help="checkpoint file, written every epoch")
+    ti.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    ti.add_argument("--no-eval", action="store_true", help="skip the held-out and 128x128 tests")
+    ti.add_argument("--report", help="write metrics and history to this JSON file")
+    ti.add_argument("--quiet", action="store_true", help="no progress bar")
+    ti.add_argument("--out", required=True, help="model file (.pt2 or .pt)")
+    ti.set_defaults(func=_cmd_train_ising)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``ednn-dask``; returns the exit status."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit.*")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .models import ModelFileError
+
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, ModelFileError, ValueError) as exc:
+        print(f"ednn-dask: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ednn-dask: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

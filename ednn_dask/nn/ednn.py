@@ -1,0 +1,124 @@
+"""The EDNN: tiles -> shared subnet -> per-tile contributions -> sum."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..tiles import extract_tiles, periodic_pad, check_tiling
+
+__all__ = ["TileNet", "EDNN"]
+
+
+class TileNet(nn.Module):
+    """A subnet with the label scaling applied per tile.
+
+    ``contribution = scale * subnet(tile) + offset``. Because the offset and
+    the scale act on every tile, a field of ``n`` tiles gets ``n`` offsets:
+    the scaling keeps the prediction extensive (a min–max scaling of the
+    *total* would not). This module is what gets exported and saved.
+
+    Parameters
+    ----------
+    subnet : torch.nn.Module
+        Maps ``(N, C, *t)`` tiles to ``(N,)`` raw outputs.
+    offset, scale : float
+        Per-tile label offset and scale, in the units of the target.
+    """
+
+    def __init__(self, subnet: nn.Module, offset: float = 0.0, scale: float = 1.0):
+        super().__init__()
+        self.subnet = subnet
+        self.register_buffer("offset", torch.tensor(float(offset)))
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
+        return self.subnet(tiles) * self.scale + self.offset
+
+
+class EDNN(nn.Module):
+    """Extensive deep neural network over periodic fields.
+
+    Parameters
+    ----------
+    tile_net : torch.nn.Module
+        Maps a batch of tiles ``(N, C, *t)`` to contributions ``(N,)`` in the
+        target's units: a :class:`TileNet`, or a loaded exported program.
+    focus, context : int
+        Focus ``f`` and context ``c`` in pixels.
+    ndim : int
+        Number of spatial axes of the fields (2 for rasters, 3 for volumes).
+    tile_batch : int or None
+        At inference, evaluate at most this many tiles per subnet call to
+        bound memory; ``None`` evaluates all tiles of a call at once.
+    """
+
+    def __init__(
+        self,
+        tile_net: nn.Module,
+        focus: int,
+        context: int,
+        ndim: int = 2,
+        tile_batch: int | None = None,
+    ):
+        super().__init__()
+        check_tiling([focus] * ndim, focus, context)
+        self.tile_net = tile_net
+        self.focus, self.context, self.ndim = int(focus), int(context), int(ndim)
+        self.tile_batch = tile_batch
+
+    @property
+    def tile_size(self) -> int:
+        """Tile edge ``f + 2c`` in pixels."""
+        return self.focus + 2 * self.context
+
+    def contributions_from_padded(self, padded: torch.Tensor) -> torch.Tensor:
+        """Per-tile contributions of a field whose context border is present.
+
+        Parameters
+        ----------
+        padded : torch.Tensor
+            ``(B, C, *(n_k f + 2c))``, e.g. a Dask block with its overlap.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, *n)``: one contribution per focus region.
+        """
+        tiles = extract_tiles(padded, self.focus, self.context, self.ndim)
+        batch_grid = tiles.shape[: 1 + self.ndim]
+        flat = tiles.reshape(-1, *tiles.shape[1 + self.ndim :])
+        step = self.tile_batch or flat.shape[0]
+        if flat.shape[0] <= step:
+            out = self.tile_net(flat)
+        else:
+            out = torch.cat([self.tile_net(flat[i : i + step]) for i in range(0, flat.shape[0], step)])
+        return out.reshape(batch_grid)
+
+    def tile_contributions(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-tile contributions ``(B, *n)`` of periodic fields ``(B, C, *spatial)``."""
+        if x.dim() != self.ndim + 2:
+            raise ValueError(
+                f"expected a (batch, channels, {self.ndim} spatial) field, got shape {tuple(x.shape)}"
+            )
+        check_tiling(x.shape[2:], self.focus, self.context)
+        return self.contributions_from_padded(periodic_pad(x, self.context, self.ndim))
+
+    def forward(self, x: torch.Tensor, per_tile: bool = False) -> torch.Tensor:
+        """Predict the extensive quantity of each field in a batch.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Fields ``(B, C, *spatial)``; each spatial size a multiple of ``f``.
+        per_tile : bool
+            Return the ``(B, *n)`` tile-contribution map instead of the sums.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B,)`` totals, or ``(B, *n)`` contributions.
+        """
+        contrib = self.tile_contributions(x)
+        if per_tile:
+            return contrib
+        return contrib.flatten(1).sum(1)

@@ -1,0 +1,287 @@
+"""Training: Adam on the MSE of the summed tile contributions.
+
+The loss follows the paper: every tile of a field goes through the shared
+subnet, the contributions are summed, and the mean squared error of the sum
+against the label is minimised. Labels are scaled per tile (see
+:func:`fit_label_scaling`) so that the model stays extensive.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..nn import EDNN, TileNet
+from ..tiles import n_tiles
+from .metrics import error_metrics
+
+__all__ = ["TrainConfig", "fit_label_scaling", "train", "predict_batched", "refit_readout", "split_indices"]
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of :func:`train`.
+
+    Attributes
+    ----------
+    epochs : int
+        Passes over the training set.
+    batch_size : int
+        Fields per optimisation step.
+    lr, lr_final : float
+        Adam learning rate, decayed along a cosine to ``lr_final``.
+    val_fraction : float
+        Fraction of the examples held out for validation.
+    seed : int
+        Seeds weight initialisation order, the split and the shuffling.
+    threads : int or None
+        torch intra-op threads; ``None`` uses all cores.
+    progress : bool
+        Show a progress bar.
+    refit_readout : bool
+        After the last epoch, solve the final linear layer exactly by
+        float64 least squares on the training split (see
+        :func:`refit_readout`).
+    """
+
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 1e-3
+    lr_final: float = 1e-6
+    val_fraction: float = 0.1
+    seed: int = 0
+    threads: int | None = None
+    progress: bool = True
+    refit_readout: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_label_scaling(energies: np.ndarray, tiles_per_field) -> tuple[float, float]:
+    """Per-tile label offset and scale from training labels.
+
+    ``offset`` is the mean energy per tile and ``scale`` the standard
+    deviation of the energy per tile, both over the training set. Applied as
+    ``scale * g(tile) + offset`` on *every* tile, they keep the model
+    extensive.
+
+    Returns
+    -------
+    offset, scale : float
+        In the units of the labels per tile.
+    """
+    per_tile = np.asarray(energies, dtype=np.float64) / np.asarray(tiles_per_field, dtype=np.float64)
+    scale = float(per_tile.std()) or 1.0
+    return float(per_tile.mean()), scale
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic train/validation split of ``n`` examples."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(val_fraction * n))
+    if n > 1 and val_fraction > 0:
+        n_val = max(n_val, 1)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+@torch.no_grad()
+def predict_batched(model: EDNN, fields: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
+    """Totals of many fields in float64, evaluated in batches."""
+    model.eval()
+    out = [model(fields[i : i + batch_size]).double() for i in range(0, fields.shape[0], batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def train(
+    model: EDNN,
+    fields: torch.Tensor,
+    energies: np.ndarray,
+    config: TrainConfig,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    n_sites=None,
+) -> list[dict[str, float]]:
+    """Train ``model`` in place and return the per-epoch history.
+
+    Parameters
+    ----------
+    model : EDNN
+        Its ``tile_net`` must be a :class:`~ednn_dask.nn.TileNet`; its label
+        scaling is fitted here from the training split (unless resuming).
+    fields : torch.Tensor
+        ``(N, C, *spatial)`` float32 fields.
+    energies : numpy.ndarray
+        ``(N,)`` labels.
+    config : TrainConfig
+    checkpoint : path, optional
+        Written after every epoch (model, optimiser, scheduler, history);
+        with ``resume=True`` training continues from it, giving the same
+        result as an uninterrupted run.
+    n_sites : array_like or int, optional
+        Sites per field, for per-site metrics.
+
+    Returns
+    -------
+    list of dict
+        One entry per epoch: ``epoch``, ``loss``, ``lr`` and validation
+        metrics prefixed ``val_``.
+    """
+    if not isinstance(model.tile_net, TileNet):
+        raise TypeError("train() needs an EDNN whose tile_net is a TileNet")
+    if threads := config.threads:
+        torch.set_num_threads(threads)
+    energies = np.asarray(energies, dtype=np.float64)
+    if fields.shape[0] != energies.shape[0]:
+        raise ValueError(f"{fields.shape[0]} fields but {energies.shape[0]} labels")
+    tr, va = split_indices(fields.shape[0], config.val_fraction, config.seed)
+    ntile = n_tiles(fields.shape[2:], model.focus)
+    sites = None if n_sites is None else np.broadcast_to(np.asarray(n_sites), energies.shape)
+
+    steps_per_epoch = max(1, math.ceil(tr.size / config.batch_size))
+    total_steps = steps_per_epoch * config.epochs
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    ratio = config.lr_final / config.lr
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
+    )
+    history: list[dict[str, float]] = []
+    start = 0
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history = list(state["history"])
+        start = int(state["epoch"]) + 1
+    else:
+        offset, scale = fit_label_scaling(energies[tr], ntile)
+        model.tile_net.offset.fill_(offset)
+        model.tile_net.scale.fill_(scale)
+
+    scale = float(model.tile_net.scale) * ntile
+    y_all = torch.from_numpy(energies).to(fields.dtype)
+    bar = _progress(range(start, config.epochs), config.progress, initial=start, total=config.epochs)
+    for epoch in bar:
+        model.train()
+        gen = torch.Generator().manual_seed(config.seed * 100003 + epoch)
+        order = torch.from_numpy(tr)[torch.randperm(tr.size, generator=gen)]
+        running = 0.0
+        for i in range(0, order.numel(), config.batch_size):
+            idx = order[i : i + config.batch_size]
+            pred = model(fields[idx])
+            # the loss is the MSE of the sums, measured in units of the label spread
+            loss = torch.mean(((pred - y_all[idx]) / scale) ** 2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            running += loss.item() * idx.numel()
+        row: dict[str, float] = {"epoch": epoch, "loss": running / tr.size, "lr": opt.param_groups[0]["lr"]}
+        if va.size:
+            p = predict_batched(model, fields[va])
+            m = error_metrics(p, energies[va], None if sites is None else sites[va])
+            row.update({f"val_{k}": v for k, v in m.items() if k != "n"})
+        history.append(row)
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{row['loss']:.2e}", val_median=f"{row.get('val_median_ae', float('nan')):.2e}")
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, model, opt, sched, epoch, history, config)
+    if config.refit_readout and start <= config.epochs:
+        refit_readout(model, fields[torch.from_numpy(tr)], energies[tr])
+        row = {"epoch": config.epochs, "loss": float("nan"), "lr": 0.0, "refit": 1.0}
+        if va.size:
+            p = predict_batched(model, fields[va])
+            m = error_metrics(p, energies[va], None if sites is None else sites[va])
+            row.update({f"val_{k}": v for k, v in m.items() if k != "n"})
+        history.append(row)
+    model.eval()
+    return history
+
+
+def _readout_layer(model: EDNN) -> torch.nn.Linear:
+    last = None
+    for mod in model.tile_net.modules():
+        if isinstance(mod, torch.nn.Linear):
+            last = mod
+    if last is None or last.out_features != 1:
+        raise TypeError("refit_readout needs a subnet whose last layer is a width-1 nn.Linear")
+    return last
+
+
+@torch.no_grad()
+def refit_readout(model: EDNN, fields: torch.Tensor, energies: np.ndarray, batch_size: int = 512, ridge: float = 1e-10):
+    """Solve the subnet's last linear layer by least squares on summed features.
+
+    The prediction is ``sum_t [scale (w . phi_t + b) + offset]`` where
+    ``phi_t`` are the inputs of the final width-1 linear layer for tile
+    ``t``. It is linear in ``(w, b)``, so the MSE of the sums has a closed
+    form minimum: regress ``(E - n offset) / scale`` on ``(sum_t phi_t, n)``
+    in float64. This removes the optimiser's residual noise from the readout
+    while keeping the model extensive (every tile still gets the same
+    ``w``, ``b``, offset and scale).
+
+    Parameters
+    ----------
+    model : EDNN
+    fields : torch.Tensor
+        Training fields ``(N, C, *spatial)``.
+    energies : numpy.ndarray
+        Their labels ``(N,)``.
+    ridge : float
+        Tikhonov regularisation relative to the mean diagonal of the normal matrix.
+    """
+    model.eval()
+    layer = _readout_layer(model)
+    captured: list[torch.Tensor] = []
+    handle = layer.register_forward_pre_hook(lambda mod, inp: captured.append(inp[0].detach()))
+    ntile = n_tiles(fields.shape[2:], model.focus)
+    try:
+        rows = []
+        for i in range(0, fields.shape[0], batch_size):
+            captured.clear()
+            chunk = fields[i : i + batch_size]
+            model(chunk)
+            phi = torch.cat(captured).double().reshape(chunk.shape[0], ntile, -1).sum(1)
+            rows.append(phi)
+    finally:
+        handle.remove()
+    A = torch.cat(rows)
+    A = torch.cat([A, torch.full((A.shape[0], 1), float(ntile), dtype=torch.float64)], dim=1)
+    offset, scale = float(model.tile_net.offset), float(model.tile_net.scale)
+    y = (torch.from_numpy(np.asarray(energies, dtype=np.float64)) - ntile * offset) / scale
+    normal = A.T @ A
+    normal += ridge * normal.diagonal().mean() * torch.eye(normal.shape[0], dtype=torch.float64)
+    coef = torch.linalg.solve(normal, A.T @ y)
+    layer.weight.copy_(coef[:-1].reshape(1, -1).to(layer.weight.dtype))
+    layer.bias.copy_(coef[-1:].to(layer.bias.dtype))
+
+
+def _save_checkpoint(path, model, opt, sched, epoch, history, config) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    cfg = {k: v for k, v in asdict(config).items() if k != "extra"}
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "config": cfg,
+        },
+        tmp,
+    )
+    os.replace(tmp, path)  # a crash mid-write never leaves a truncated checkpoint
+
+
+def _progress(iterable, enabled: bool, **kw):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc="epochs", unit="epoch", **kw)

@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+import torch
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: opt in with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _two_threads():
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def small_ising():
+    from ednn_dask.systems.ising import IsingDataset
+
+    return IsingDataset.generate(2000, 8, seed=11)
+
+
+@pytest.fixture(scope="session")
+def trained_ising(small_ising):
+    """A quickly trained paper Ising EDNN (f=1, c=1): trained, not accurate."""
+    from ednn_dask.train import TrainConfig, train
+    from ednn_dask.train.ising import build_ising_model, spins_to_fields
+
+    model = build_ising_model(1, 1, seed=0)
+    cfg = TrainConfig(epochs=3, batch_size=64, lr=1e-3, progress=False)
+    train(model, spins_to_fields(small_ising.spins), small_ising.energies, cfg)
+    return model
