@@ -128,3 +128,20 @@ def test_bundled_ising_model_is_listed_and_loads():
     assert m.metadata["accuracy"]["test"]["median_ae"] <= 1e-3
     with pytest.raises(ModelFileError, match="unknown model 'nope'.*bundled: .*ising"):
         get_model("nope")
+
+
+@pytest.mark.parametrize("ext", [".pt2", ".pt"])
+def test_update_metadata_keeps_network_and_writes_strict_json(tmp_path, trained_ising, ext):
+    from ednn_dask.models import update_metadata
+
+    path = save_model(trained_ising, tmp_path / f"m{ext}", {**META, "bad": float("nan")})
+    assert read_metadata(path)["bad"] is None  # NaN never reaches the file
+    update_metadata(path, {"accuracy": {"test": {"median_ae": 0.5}}})
+    m = load_model(path)
+    assert m.metadata["accuracy"]["test"]["median_ae"] == 0.5 and m.metadata["focus"] == 1
+    x = torch.ones(1, 1, 4, 4)
+    with torch.no_grad():
+        assert torch.equal(m.ednn(x), trained_ising(x))
+    with zipfile.ZipFile(path) as zf:
+        name = [n for n in zf.namelist() if n.endswith("ednn.json")][0]
+        json.loads(zf.read(name), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))

@@ -31,10 +31,10 @@ from typing import Any, Union
 
 import torch
 
-from .. import __version__
+from .. import __version__, _json
 from ..nn import EDNN
 
-__all__ = ["ModelFileError", "LoadedModel", "save_model", "load_model", "read_metadata", "FORMAT"]
+__all__ = ["ModelFileError", "LoadedModel", "save_model", "load_model", "read_metadata", "update_metadata", "FORMAT"]
 
 FORMAT = "ednn-dask-model"
 FORMAT_VERSION = 1
@@ -121,7 +121,7 @@ def save_model(model: EDNN, path: str | os.PathLike, metadata: dict[str, Any], e
     missing = [k for k in _REQUIRED if k not in meta]
     if missing:
         raise ModelFileError(f"metadata lacks required keys: {', '.join(missing)}")
-    blob = json.dumps(meta, indent=1, sort_keys=True)
+    blob = _dump_json(meta)
     example = torch.zeros(example_batch, channels, *tile)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}")  # same suffix: torch.export checks it
@@ -137,6 +137,34 @@ def save_model(model: EDNN, path: str | os.PathLike, metadata: dict[str, Any], e
                 torch.jit.save(scripted, str(tmp), _extra_files={_META_NAME: blob})
     os.replace(tmp, path)
     return path
+
+
+def _dump_json(meta: dict) -> str:
+    return _json.dumps(meta, indent=1, sort_keys=True)
+
+
+def update_metadata(path: str | os.PathLike, changes: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``changes`` into the metadata of a saved model file, in place.
+
+    Used to record accuracy measured after saving. The archive is rewritten
+    to a temporary file and renamed, so a crash leaves the old file intact.
+
+    Returns
+    -------
+    dict
+        The new metadata.
+    """
+    path = Path(path)
+    meta = read_metadata(path)
+    meta.update(changes)
+    blob = _dump_json(meta).encode("utf-8")
+    tmp = path.with_name(f".tmp-{path.name}")
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as dst:
+        for item in src.infolist():
+            data = blob if item.filename.rsplit("/", 1)[-1] == _META_NAME else src.read(item)
+            dst.writestr(item, data)
+    os.replace(tmp, path)
+    return meta
 
 
 def _open_zip(source: Source) -> zipfile.ZipFile:

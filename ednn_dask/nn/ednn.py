@@ -116,9 +116,12 @@ class EDNN(nn.Module):
         Returns
         -------
         torch.Tensor
-            ``(B,)`` totals, or ``(B, *n)`` contributions.
+            ``(B,)`` float64 totals, or ``(B, *n)`` contributions in the
+            network's dtype. Totals are always reduced in float64: a float32
+            sum of 16 384 tiles of a 128x128 Ising lattice alone is off by
+            ~1e-2 J.
         """
         contrib = self.tile_contributions(x)
         if per_tile:
             return contrib
-        return contrib.flatten(1).sum(1)
+        return contrib.flatten(1).sum(1, dtype=torch.float64)

@@ -167,20 +167,25 @@ class IsingDataset:
         t_min: float = 1.0,
         t_max: float = 5.0,
         critical_fraction: float = 0.25,
+        random_fraction: float = 0.05,
         seed: int = 0,
     ) -> "IsingDataset":
         """Sample configurations across temperatures, with extra weight near Tc.
 
-        A ``critical_fraction`` of the chains runs in ``[0.9 Tc, 1.1 Tc]``,
-        the rest uniformly in ``[t_min, t_max]``; the order is shuffled.
+        A ``critical_fraction`` of the chains runs in ``[0.9 Tc, 1.1 Tc]``, a
+        ``random_fraction`` at infinite temperature (uncorrelated spins, so
+        that every local pattern appears), the rest uniformly in
+        ``[t_min, t_max]``; the order is shuffled.
         """
         rng = np.random.default_rng(seed)
         n_chains = int(min(n, 2000))
         n_crit = int(round(critical_fraction * n_chains))
+        n_rand = int(round(random_fraction * n_chains))
         temps = np.concatenate(
             [
                 rng.uniform(0.9 * T_CRITICAL, 1.1 * T_CRITICAL, n_crit),
-                rng.uniform(t_min, t_max, n_chains - n_crit),
+                np.full(n_rand, np.inf),
+                rng.uniform(t_min, t_max, n_chains - n_crit - n_rand),
             ]
         )
         spins, T = sample_ising(n, L, temps, seed=int(rng.integers(2**31)), max_chains=n_chains)

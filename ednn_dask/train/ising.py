@@ -1,7 +1,6 @@
 """The Ising example end to end: data, training, held-out and transfer tests."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -10,17 +9,37 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import _json
 from ..nn import EDNN, DenseSubnet, TileNet
 from ..systems.ising import T_CRITICAL, IsingDataset, ising_energy, sample_ising
 from .metrics import error_metrics
 from .trainer import TrainConfig, predict_batched, train
 
-__all__ = ["spins_to_fields", "build_ising_model", "train_ising", "evaluate_ising", "ising_metadata"]
+__all__ = ["ising_symmetries", "spins_to_fields", "build_ising_model", "train_ising", "evaluate_ising", "ising_metadata"]
 
 
 def spins_to_fields(spins: np.ndarray) -> torch.Tensor:
     """``(N, L, M)`` ±1 spins -> ``(N, 1, L, M)`` float32 fields."""
     return torch.from_numpy(np.ascontiguousarray(spins, dtype=np.float32))[:, None]
+
+
+def ising_symmetries(fields: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Apply random symmetries of the Ising energy to a batch of fields.
+
+    Each configuration's spins are flipped globally with probability 1/2;
+    the batch is transposed (square lattices only) and mirrored along each
+    axis with probability 1/2. All leave ``H`` unchanged.
+    """
+    sign = torch.randint(0, 2, (fields.shape[0],) + (1,) * (fields.dim() - 1), generator=gen) * 2 - 1
+    out = fields * sign.to(fields.dtype)
+    coin = torch.randint(0, 2, (3,), generator=gen).tolist()
+    if coin[0] and out.shape[-1] == out.shape[-2]:
+        out = out.transpose(-1, -2)
+    if coin[1]:
+        out = out.flip(-1)
+    if coin[2]:
+        out = out.flip(-2)
+    return out
 
 
 def build_ising_model(focus: int = 1, context: int = 1, seed: int = 0) -> EDNN:
@@ -58,7 +77,7 @@ def evaluate_ising(
     return {
         "test": error_metrics(p_test, test.energies, L_small * L_small),
         "transfer": error_metrics(p_big, e_big, L_large * L_large),
-        "test_set": f"{n_test} {L_small}x{L_small} configurations, T in [1, 5] J/k_B with 25% near Tc, seed {seed}",
+        "test_set": f"{n_test} {L_small}x{L_small} configurations, T uniform in [1, 5] J/k_B, 25% near Tc, 5% at T=inf, seed {seed}",
         "transfer_set": (
             f"{n_large} {L_large}x{L_large} configurations at T in [0.95, 1.05] Tc, "
             f"Swendsen-Wang, seed {seed + 1}"
@@ -77,7 +96,7 @@ def ising_metadata(focus: int, context: int, config: TrainConfig, n_train: int, 
         "pixel_spacing": {"value": 1.0, "units": "lattice sites"},
         "training": {
             "data": f"{n_train} {L}x{L} Swendsen-Wang configurations, T uniform in [1, 5] J/k_B "
-            f"with 25% of chains in [0.9, 1.1] Tc; exact energies",
+            f"25% of chains in [0.9, 1.1] Tc, 5% at T=inf; exact energies; spin-flip and D4 augmentation",
             "config": {k: v for k, v in asdict(config).items() if k not in ("extra", "progress")},
         },
     }
@@ -121,7 +140,7 @@ def train_ising(
     t_data = time.perf_counter() - t0
     model = build_ising_model(focus, context, seed=config.seed)
     t1 = time.perf_counter()
-    history = train(model, spins_to_fields(data.spins), data.energies, config, checkpoint, resume, n_sites=L * L)
+    history = train(model, spins_to_fields(data.spins), data.energies, config, checkpoint, resume, n_sites=L * L, augment=ising_symmetries)
     t_train = time.perf_counter() - t1
     report = None
     if evaluate:
@@ -133,4 +152,4 @@ def train_ising(
 
 def write_report(report: dict, path: str | Path) -> None:
     """Write a JSON report."""
-    Path(path).write_text(json.dumps(report, indent=1))
+    Path(path).write_text(_json.dumps(report, indent=1))

@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -104,6 +104,7 @@ def train(
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
     n_sites=None,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place and return the per-epoch history.
 
@@ -123,6 +124,11 @@ def train(
         result as an uninterrupted run.
     n_sites : array_like or int, optional
         Sites per field, for per-site metrics.
+    augment : callable, optional
+        ``augment(batch, generator) -> batch``: a symmetry of the labels
+        applied to each training batch (e.g. spin flips and lattice
+        rotations for Ising); drawn from the epoch's seeded generator, so
+        resumed runs stay identical.
 
     Returns
     -------
@@ -172,7 +178,8 @@ def train(
         running = 0.0
         for i in range(0, order.numel(), config.batch_size):
             idx = order[i : i + config.batch_size]
-            pred = model(fields[idx])
+            batch = fields[idx] if augment is None else augment(fields[idx], gen)
+            pred = model(batch)
             # the loss is the MSE of the sums, measured in units of the label spread
             loss = torch.mean(((pred - y_all[idx]) / scale) ** 2)
             opt.zero_grad(set_to_none=True)
@@ -192,7 +199,7 @@ def train(
             _save_checkpoint(checkpoint, model, opt, sched, epoch, history, config)
     if config.refit_readout and start <= config.epochs:
         refit_readout(model, fields[torch.from_numpy(tr)], energies[tr])
-        row = {"epoch": config.epochs, "loss": float("nan"), "lr": 0.0, "refit": 1.0}
+        row = {"epoch": config.epochs, "loss": None, "lr": 0.0, "refit": 1.0}
         if va.size:
             p = predict_batched(model, fields[va])
             m = error_metrics(p, energies[va], None if sites is None else sites[va])

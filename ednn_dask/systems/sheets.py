@@ -1,0 +1,168 @@
+"""Hexagonal 2-D sheets (graphene, hBN, heterostructures, porous graphene) as ASE ``Atoms``.
+
+All sheets are planar (z = 0), periodic in x and y, with an orthorhombic
+cell built from the rectangular 4-atom unit of the honeycomb lattice
+(``a × a√3``, bond length ``a/√3``). The paper's 60-atom cell is 5 × 3 such
+units: 12.5 Å × 12.99 Å for ``a = 2.5`` Å.
+"""
+from __future__ import annotations
+
+import numpy as np
+from ase import Atoms
+
+__all__ = [
+    "A_LATTICE",
+    "VACUUM",
+    "hexagonal_sheet",
+    "supercell",
+    "add_vacancies",
+    "substitute",
+    "heterostructure_stripes",
+    "porous_graphene",
+    "thermal_displacements",
+]
+
+#: Lattice constant of the hexagonal cells, in Å (paper: 2.5 Å for graphene and hBN alike).
+A_LATTICE = 2.5
+#: Cell height along z, in Å; sheets are planar so this only needs to exceed the potential's cutoff.
+VACUUM = 20.0
+
+
+def hexagonal_sheet(nx: int = 5, ny: int = 3, a: float = A_LATTICE, species=("C", "C")) -> Atoms:
+    """A planar honeycomb sheet of ``nx × ny`` rectangular 4-atom units.
+
+    Parameters
+    ----------
+    nx, ny : int
+        Units along x (``a`` each) and y (``a√3`` each).
+    a : float
+        Lattice constant in Å.
+    species : (str, str)
+        Elements of the two sublattices: ``("C", "C")`` graphene,
+        ``("B", "N")`` hexagonal boron nitride.
+
+    Returns
+    -------
+    ase.Atoms
+        ``4 nx ny`` atoms, periodic in x and y, z = 0.
+    """
+    d = a / np.sqrt(3.0)  # bond length
+    # A, B, A, B sublattices of the rectangular unit
+    unit = np.array([[0.0, 0.0], [a / 2, d / 2], [a / 2, 1.5 * d], [0.0, 2 * d]])
+    sub = [0, 1, 0, 1]
+    ix, iy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
+    shifts = np.stack([ix.ravel() * a, iy.ravel() * a * np.sqrt(3.0)], axis=1)
+    xy = (shifts[:, None, :] + unit[None]).reshape(-1, 2)
+    symbols = [species[s] for _ in range(nx * ny) for s in sub]
+    pos = np.column_stack([xy, np.zeros(len(xy))])
+    return Atoms(symbols, positions=pos, cell=[nx * a, ny * a * np.sqrt(3.0), VACUUM], pbc=[True, True, True])
+
+
+def supercell(atoms: Atoms, n: int, m: int) -> Atoms:
+    """``n × m`` in-plane repetition of a sheet."""
+    return atoms.repeat((n, m, 1))
+
+
+def add_vacancies(atoms: Atoms, count: int, rng: np.random.Generator) -> Atoms:
+    """Remove ``count`` randomly chosen atoms."""
+    if count >= len(atoms):
+        raise ValueError(f"cannot remove {count} of {len(atoms)} atoms")
+    keep = np.ones(len(atoms), bool)
+    keep[rng.choice(len(atoms), size=count, replace=False)] = False
+    return atoms[keep]
+
+
+def substitute(atoms: Atoms, fraction: float, rng: np.random.Generator, pair=("B", "N")) -> Atoms:
+    """Replace a random ``fraction`` of C atoms by B on one sublattice and N on the other.
+
+    Sublattice membership is taken from the site order of
+    :func:`hexagonal_sheet` (alternating A, B), so call this before removing atoms.
+    """
+    out = atoms.copy()
+    symbols = np.array(out.get_chemical_symbols())
+    carbon = np.flatnonzero(symbols == "C")
+    chosen = rng.choice(carbon, size=int(round(fraction * carbon.size)), replace=False)
+    symbols[chosen] = np.where(chosen % 2 == 0, pair[0], pair[1])
+    out.set_chemical_symbols(symbols.tolist())
+    return out
+
+
+def heterostructure_stripes(atoms: Atoms, width: float, offset: float = 0.0, pair=("B", "N")) -> Atoms:
+    """Graphene/hBN stripes along y: atoms with ``(x - offset) mod 2w < w`` become hBN.
+
+    Parameters
+    ----------
+    width : float
+        Stripe width in Å; a period is two stripes.
+    """
+    out = atoms.copy()
+    x = out.positions[:, 0]
+    in_bn = np.mod(x - offset, 2 * width) < width
+    symbols = np.array(out.get_chemical_symbols())
+    idx = np.arange(len(out))
+    symbols[in_bn] = np.where(idx[in_bn] % 2 == 0, pair[0], pair[1])
+    out.set_chemical_symbols(symbols.tolist())
+    return out
+
+
+def porous_graphene(
+    nx: int = 15,
+    ny: int = 9,
+    n_holes: tuple[int, int] = (1, 4),
+    radius: tuple[float, float] = (1.5, 5.0),
+    rng: np.random.Generator | None = None,
+) -> Atoms:
+    """Graphene with random circular holes of random radius (paper §3.2.2).
+
+    The default 15 × 9 cell is 37.5 Å × 39.0 Å (540 atoms before holes), close
+    to the paper's ~35 Å cell and an integer number of pixels at the bundled
+    models' spacing. Atoms left with fewer than two neighbours are removed.
+
+    Parameters
+    ----------
+    n_holes : (int, int)
+        Inclusive range of the number of holes.
+    radius : (float, float)
+        Range of hole radii in Å.
+    """
+    rng = rng or np.random.default_rng()
+    atoms = hexagonal_sheet(nx, ny)
+    L = atoms.cell.lengths()[:2]
+    keep = np.ones(len(atoms), bool)
+    for _ in range(int(rng.integers(n_holes[0], n_holes[1] + 1))):
+        centre = rng.uniform(0, 1, 2) * L
+        r = rng.uniform(*radius)
+        delta = atoms.positions[:, :2] - centre
+        delta -= L * np.round(delta / L)
+        keep &= np.hypot(delta[:, 0], delta[:, 1]) > r
+    atoms = atoms[keep]
+    return _prune_dangling(atoms)
+
+
+def _prune_dangling(atoms: Atoms, bond: float = 1.7) -> Atoms:
+    """Iteratively drop atoms with fewer than two neighbours within ``bond`` Å."""
+    from ase.neighborlist import neighbor_list
+
+    while len(atoms):
+        i = neighbor_list("i", atoms, bond)
+        coordination = np.bincount(i, minlength=len(atoms))
+        bad = coordination < 2
+        if not bad.any():
+            break
+        atoms = atoms[~bad]
+    return atoms
+
+
+def thermal_displacements(atoms: Atoms, temperature: float, rng: np.random.Generator, k_spring: float = 25.0) -> Atoms:
+    """In-plane Gaussian displacements of an Einstein solid at ``temperature``.
+
+    Each atom moves by ``N(0, kT / k_spring)`` along x and y (z stays 0: the
+    2-D raster cannot see out-of-plane motion). ``k_spring`` in eV/Å² is the
+    Einstein spring constant; 25 eV/Å² gives an rms in-plane displacement of
+    ~0.08 Å at 1000 K, comparable with graphene's.
+    """
+    kT = 8.617333262e-5 * temperature
+    out = atoms.copy()
+    out.positions[:, :2] += rng.normal(0.0, np.sqrt(kT / k_spring), (len(out), 2))
+    out.wrap()
+    return out
