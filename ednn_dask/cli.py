@@ -159,6 +159,60 @@ def _cmd_train_ising(args) -> int:
     return 0
 
 
+def _cmd_dataset_sheets(args) -> int:
+    from .data.sheets import generate_dataset
+
+    generate_dataset(args.out, args.kind, n=args.n, seed=args.seed, block=args.block, workers=args.workers,
+                     progress=not args.quiet)
+    print(f"dataset complete: {args.out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_train_sheets(args) -> int:
+    import torch
+
+    from .models import save_model
+    from .train import TrainConfig
+    from .train.ising import write_report
+    from .train.sheets import InMemory, evaluate_sheet_model, sheet_metadata, train_sheets
+
+    out = Path(args.out)
+    if out.suffix not in (".pt2", ".pt"):
+        raise UserError(f"--out must end in .pt2 (torch.export) or .pt (TorchScript), got {out}")
+    for path in (args.data, args.test):
+        if path and not Path(path).exists():
+            raise UserError(f"dataset not found: {path}")
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_final=args.lr_final,
+                         seed=args.seed, threads=args.threads, progress=not args.quiet)
+    model, history, info = train_sheets(args.data, args.focus, args.context, config, args.checkpoint, args.resume)
+    attrs = info["attrs"]
+    meta = sheet_metadata(args.name, attrs["kind"], args.focus, args.context, config, attrs)
+    report = {"seconds_train": round(info["seconds_train"], 1)}
+    if args.test:
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        report.update(evaluate_sheet_model(InMemory(model, meta), args.test, supercells=attrs["kind"] == "hexagonal"))
+        pred = report.pop("pred_test")
+        if args.plot:
+            from .plots import parity_plot
+            from .data.sheets import open_dataset
+
+            test = open_dataset(args.test)
+            parity_plot(test["energies"] / test["n_atoms"], np.asarray(pred) / test["n_atoms"], args.plot,
+                        title=f"{args.name}: held-out {attrs['kind']} (f={args.focus}, c={args.context})",
+                        units="eV/atom")
+    meta["accuracy"] = {k: v for k, v in report.items() if k in ("test", "test_set", "supercells")}
+    save_model(model, out, meta)
+    if args.report:
+        write_report({"focus": args.focus, "context": args.context, **report, "history": history}, args.report)
+    if "test" in report:
+        line = f"held-out MAE {report['test']['mae_mev_per_atom']:.3f} meV/atom"
+        if "supercells" in report:
+            line += f"; supercells up to 4x4 MAE {report['supercells']['mae_mev_per_atom']:.3f} meV/atom"
+        print(line)
+    print(f"saved {out}", file=sys.stderr)
+    return 0
+
+
 def _cmd_demo(args) -> int:
     """Train-free demo: the bundled Ising model on fresh 8x8 and 128x128 samples."""
     import time
@@ -217,6 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--out", required=True)
     di.set_defaults(func=_cmd_dataset_ising)
 
+    dsh = dss.add_parser("sheets", help="sheet structures, rasters and Tersoff energies (Zarr v3)")
+    dsh.add_argument("--kind", choices=["hexagonal", "porous-graphene"], default="hexagonal")
+    dsh.add_argument("--n", type=int, default=20000)
+    dsh.add_argument("--seed", type=int, default=1)
+    dsh.add_argument("--block", type=int, default=100, help="structures per resumable block")
+    dsh.add_argument("--workers", type=int, default=None)
+    dsh.add_argument("--quiet", action="store_true")
+    dsh.add_argument("--out", required=True, help="Zarr directory (an existing one is resumed)")
+    dsh.set_defaults(func=_cmd_dataset_sheets)
+
     tr = sub.add_parser("train", help="train a model")
     trs = tr.add_subparsers(dest="system", required=True)
     ti = trs.add_parser("ising", help="train the paper's dense Ising EDNN")
@@ -239,6 +303,25 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--quiet", action="store_true", help="no progress bar")
     ti.add_argument("--out", required=True, help="model file (.pt2 or .pt)")
     ti.set_defaults(func=_cmd_train_ising)
+    ts = trs.add_parser("sheets", help="train a sheet EDNN (VALID CNN) on a sheet dataset")
+    ts.add_argument("--data", required=True, help="training dataset (ednn-dask dataset sheets)")
+    ts.add_argument("--test", help="held-out dataset for the accuracy report")
+    ts.add_argument("--name", default="hexagonal-sheet")
+    ts.add_argument("--focus", "-f", type=int, default=40)
+    ts.add_argument("--context", "-c", type=int, default=24)
+    ts.add_argument("--epochs", type=int, default=30)
+    ts.add_argument("--batch-size", type=int, default=32)
+    ts.add_argument("--lr", type=float, default=1e-3)
+    ts.add_argument("--lr-final", type=float, default=1e-6)
+    ts.add_argument("--seed", type=int, default=0)
+    ts.add_argument("--threads", type=int, default=None)
+    ts.add_argument("--checkpoint")
+    ts.add_argument("--resume", action="store_true")
+    ts.add_argument("--report")
+    ts.add_argument("--plot", help="parity plot PNG of the held-out set")
+    ts.add_argument("--quiet", action="store_true")
+    ts.add_argument("--out", required=True)
+    ts.set_defaults(func=_cmd_train_sheets)
     return p
 
 

@@ -34,6 +34,15 @@ class TileNet(nn.Module):
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
         return self.subnet(tiles) * self.scale + self.offset
 
+    def supports_halo_sharing(self, focus: int) -> bool:
+        """Whether the subnet can evaluate a whole padded field at once, exactly."""
+        fn = getattr(self.subnet, "supports_halo_sharing", None)
+        return bool(fn and fn(focus))
+
+    def forward_shared(self, padded: torch.Tensor, focus: int) -> torch.Tensor:
+        """``(B, n_y, n_x)`` contributions of a padded 2-D field (see ``ConvSubnet.forward_shared``)."""
+        return self.subnet.forward_shared(padded, focus) * self.scale + self.offset
+
 
 class EDNN(nn.Module):
     """Extensive deep neural network over periodic fields.
@@ -50,6 +59,10 @@ class EDNN(nn.Module):
     tile_batch : int or None
         At inference, evaluate at most this many tiles per subnet call to
         bound memory; ``None`` evaluates all tiles of a call at once.
+    halo_sharing : bool or None
+        Evaluate the convolutions once per field instead of once per tile
+        (exact; see :meth:`TileNet.forward_shared`). ``None`` turns it on
+        whenever the subnet supports it for this focus.
     """
 
     def __init__(
@@ -59,12 +72,17 @@ class EDNN(nn.Module):
         context: int,
         ndim: int = 2,
         tile_batch: int | None = None,
+        halo_sharing: bool | None = None,
     ):
         super().__init__()
         check_tiling([focus] * ndim, focus, context)
         self.tile_net = tile_net
         self.focus, self.context, self.ndim = int(focus), int(context), int(ndim)
         self.tile_batch = tile_batch
+        can_share = ndim == 2 and isinstance(tile_net, TileNet) and tile_net.supports_halo_sharing(self.focus)
+        if halo_sharing and not can_share:
+            raise ValueError("halo_sharing=True needs a 2-D VALID ConvSubnet with focus a multiple of its stride")
+        self.halo_sharing = can_share if halo_sharing is None else bool(halo_sharing)
 
     @property
     def tile_size(self) -> int:
@@ -84,6 +102,9 @@ class EDNN(nn.Module):
         torch.Tensor
             ``(B, *n)``: one contribution per focus region.
         """
+        if self.halo_sharing:
+            check_tiling([s - 2 * self.context for s in padded.shape[2:]], self.focus, self.context)
+            return self.tile_net.forward_shared(padded, self.focus)
         tiles = extract_tiles(padded, self.focus, self.context, self.ndim)
         batch_grid = tiles.shape[: 1 + self.ndim]
         flat = tiles.reshape(-1, *tiles.shape[1 + self.ndim :])

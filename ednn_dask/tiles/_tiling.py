@@ -100,6 +100,10 @@ def periodic_pad(x: torch.Tensor, context: int, ndim: int = 2) -> torch.Tensor:
     """
     if context == 0:
         return x
+    spatial = x.shape[x.dim() - ndim :]
+    if context <= min(spatial) and x.dim() == ndim + 2:
+        # fast path: one circular pad (valid while the border wraps at most once)
+        return torch.nn.functional.pad(x, (context,) * (2 * ndim), mode="circular")
     for axis in range(x.dim() - ndim, x.dim()):
         size = x.shape[axis]
         idx = torch.arange(-context, size + context, device=x.device) % size

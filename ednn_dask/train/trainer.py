@@ -246,6 +246,7 @@ def refit_readout(model: EDNN, fields: torch.Tensor, energies: np.ndarray, batch
     captured: list[torch.Tensor] = []
     handle = layer.register_forward_pre_hook(lambda mod, inp: captured.append(inp[0].detach()))
     ntile = n_tiles(fields.shape[2:], model.focus)
+    shared, model.halo_sharing = model.halo_sharing, False  # the hook needs the per-tile head
     try:
         rows = []
         for i in range(0, fields.shape[0], batch_size):
@@ -256,6 +257,7 @@ def refit_readout(model: EDNN, fields: torch.Tensor, energies: np.ndarray, batch
             rows.append(phi)
     finally:
         handle.remove()
+        model.halo_sharing = shared
     A = torch.cat(rows)
     A = torch.cat([A, torch.full((A.shape[0], 1), float(ntile), dtype=torch.float64)], dim=1)
     offset, scale = float(model.tile_net.offset), float(model.tile_net.scale)
