@@ -88,10 +88,12 @@ def _cmd_predict(args) -> int:
 
     model = get_model(args.model)
     kind = model.metadata.get("input", {}).get("kind")
-    if kind != "ising-spins":
-        raise UserError(f"model {model.name!r} takes input of kind {kind!r}, which predict does not handle yet")
-    spins = validate_spins(_load_npy(args.input), model.metadata["focus"], args.input)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if kind == "raster":
+        return _predict_structures(model, args)
+    if kind != "ising-spins":
+        raise UserError(f"model {model.name!r} takes input of kind {kind!r}, which predict does not handle")
+    spins = validate_spins(_load_npy(args.input), model.metadata["focus"], args.input)
     energies = model.predict(spins_to_fields(spins)).numpy()
     if args.json:
         print(json.dumps({"energies": energies.tolist(), "model": model.name, "n": int(energies.size)}))
@@ -99,6 +101,57 @@ def _cmd_predict(args) -> int:
         units = model.metadata["target"].get("units", "")
         for i, e in enumerate(energies):
             print(f"{i}\t{e:.6f} {units}")
+    return 0
+
+
+def read_structures(path: str) -> list:
+    """All frames of an ASE-readable file; one clear error for missing, unreadable or empty files."""
+    import ase.io
+
+    if not Path(path).exists():
+        raise UserError(f"structure file not found: {path}")
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise UserError(f"structure file is empty: {path}")
+    try:
+        frames = ase.io.read(path, index=":")
+    except Exception as exc:  # ASE raises many types for unreadable files
+        raise UserError(f"cannot read structures from {path} ({type(exc).__name__}: {exc})") from None
+    if not frames:
+        raise UserError(f"no structures in {path}")
+    return frames
+
+
+def _predict_structures(model, args) -> int:
+    from .raster import StructureError, grid_for_atoms
+    from .tiles import check_tiling
+    from .train.sheets import predict_structures
+
+    frames = read_structures(args.input)
+    f = model.metadata["focus"]
+    spacing = model.metadata["pixel_spacing"]["value"]
+    for k, atoms in enumerate(frames):
+        try:
+            grid = grid_for_atoms(atoms, spacing)
+            check_tiling(grid.shape, f, 0)
+        except StructureError as exc:
+            raise UserError(f"structure {k}: {exc}") from None
+        except ValueError:
+            Lx, Ly = atoms.cell.lengths()[:2]
+            raise UserError(
+                f"structure {k}: cell {Lx:.4g} x {Ly:.4g} Å is {grid.shape[1]} x {grid.shape[0]} pixels, "
+                f"not a whole number of {f}-pixel focus regions ({f * spacing[1]:.4g} x {f * spacing[0]:.4g} Å)"
+            ) from None
+    try:
+        energies = predict_structures(model, frames)
+    except StructureError as exc:
+        raise UserError(str(exc)) from None
+    natoms = np.array([len(a) for a in frames])
+    if args.json:
+        print(json.dumps({"energies": energies.tolist(), "energies_per_atom": (energies / natoms).tolist(),
+                          "model": model.name, "n": len(frames)}))
+    else:
+        for i, (e, n) in enumerate(zip(energies, natoms)):
+            print(f"{i}\t{e:.6f} eV\t{e / n:.6f} eV/atom\t{n} atoms")
     return 0
 
 
@@ -213,6 +266,51 @@ def _cmd_train_sheets(args) -> int:
     return 0
 
 
+def _cmd_make_sheet(args) -> int:
+    from .systems.large import porous_graphene_arrays, save_atoms_npz
+
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise UserError(f"--out must end in .npz (compact atoms), got {out}")
+    if args.size_um <= 0:
+        raise UserError(f"--size-um must be positive, got {args.size_um}")
+    side = args.size_um * 1e4  # Å
+    atoms = porous_graphene_arrays((side, side), seed=args.seed, temperature=args.temperature)
+    save_atoms_npz(atoms, out, kind=args.kind, seed=args.seed)
+    Lx, Ly = atoms.lengths_xy
+    print(f"wrote {atoms.numbers.size:,} atoms, cell {Lx:.1f} x {Ly:.1f} Å, to {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_rasterize(args) -> int:
+    from .data.sheets import SHEET_SPACING, SPECIES
+    from .models import get_model
+    from .raster import StructureError
+    from .raster._zarr import rasterize_to_zarr
+    from .systems.large import load_atoms
+
+    spacing, species, channels = SHEET_SPACING, SPECIES, "species"
+    if args.model:
+        meta = get_model(args.model).metadata
+        if meta.get("input", {}).get("kind") != "raster":
+            raise UserError(f"model {args.model!r} does not take rasters")
+        spacing, species = meta["pixel_spacing"]["value"], meta["input"]["species"]
+        channels = meta["input"].get("channels", "species")
+    if args.spacing:
+        spacing = (args.spacing, args.spacing)
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise UserError(f"{out} exists; remove it or pass --overwrite")
+    try:
+        atoms = load_atoms(args.structure)
+        rasterize_to_zarr(atoms, out, spacing, species, channels, chunk=args.chunk, overwrite=args.overwrite,
+                          progress=not args.quiet)
+    except StructureError as exc:
+        raise UserError(str(exc)) from None
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def _cmd_demo(args) -> int:
     """Train-free demo: the bundled Ising model on fresh 8x8 and 128x128 samples."""
     import time
@@ -258,9 +356,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="predict totals with a model")
     pr.add_argument("model", help="bundled model name (e.g. ising) or model file path")
-    pr.add_argument("input", help="for Ising models: .npy array (N, L, L) of +-1 spins")
+    pr.add_argument("input", help="Ising models: .npy array (N, L, L) of +-1 spins; "
+                    "sheet models: any ASE-readable structure file (extxyz, cif, POSCAR, ...)")
     pr.add_argument("--json", action="store_true", help="print JSON only")
     pr.set_defaults(func=_cmd_predict)
+
+    mk = sub.add_parser("make-sheet", help="build a large sheet and store its atoms compactly (.npz)")
+    mk.add_argument("--kind", choices=["porous-graphene"], default="porous-graphene")
+    mk.add_argument("--size-um", type=float, default=0.1, help="edge of the square sheet in micrometres")
+    mk.add_argument("--temperature", type=float, default=1000.0, help="K, in-plane Einstein displacements")
+    mk.add_argument("--seed", type=int, default=0)
+    mk.add_argument("--out", required=True)
+    mk.set_defaults(func=_cmd_make_sheet)
+
+    ra = sub.add_parser("rasterize", help="rasterize a structure into a chunked Zarr v3 array (Dask)")
+    ra.add_argument("structure", help="atoms .npz (make-sheet) or any single-frame ASE-readable file")
+    ra.add_argument("output", help="output .zarr directory")
+    ra.add_argument("--model", help="take spacing, species and channels from this model")
+    ra.add_argument("--spacing", type=float, help="override: square pixels of this size in Å")
+    ra.add_argument("--chunk", type=int, default=1024, help="chunk edge in pixels")
+    ra.add_argument("--overwrite", action="store_true")
+    ra.add_argument("--quiet", action="store_true")
+    ra.set_defaults(func=_cmd_rasterize)
 
     ds = sub.add_parser("dataset", help="generate a training dataset")
     dss = ds.add_subparsers(dest="system", required=True)

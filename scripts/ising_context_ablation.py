@@ -12,9 +12,9 @@ Prints a Markdown table and writes the full metrics as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
+from ednn_dask import _json
 from ednn_dask.train import TrainConfig
 from ednn_dask.train.ising import train_ising
 
@@ -34,8 +34,8 @@ def main() -> None:
         n_params = sum(p.numel() for p in model.parameters())
         rows.append({"focus": 1, "context": c, "parameters": n_params, "seconds": time.perf_counter() - t0, **report})
         print(f"done c={c}", flush=True)
-    with open(args.out, "w") as fh:
-        json.dump({"n": args.n, "epochs": args.epochs, "runs": rows}, fh, indent=1)
+        with open(args.out, "w") as fh:  # after every run: a crash loses only the run in progress
+            fh.write(_json.dumps({"n": args.n, "epochs": args.epochs, "runs": rows}, indent=1))
     print(f"\n{args.n} 8x8 configurations (90% train), {args.epochs} epochs, batch 128, Adam 1e-3 -> 1e-6 cosine\n")
     print("| f | c | parameters | 8x8 median abs err [J] | 8x8 MAE [J] | 128x128 median rel err | train time [s] |")
     print("|---|---|---|---|---|---|---|")

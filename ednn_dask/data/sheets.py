@@ -56,6 +56,8 @@ def sample_structure(kind: str, rng: np.random.Generator) -> Atoms:
     two vacancies, displaced at a random temperature in 100–1000 K.
     ``"porous-graphene"``: a 540-site graphene cell with random holes at 1000 K.
     """
+    if kind not in KINDS:
+        raise ValueError(f"unknown dataset kind {kind!r}; choose from {', '.join(KINDS)}")
     lo, hi = _T_RANGE[kind]
     T = rng.uniform(lo, hi)
     if kind == "porous-graphene":
@@ -73,8 +75,6 @@ def sample_structure(kind: str, rng: np.random.Generator) -> Atoms:
             atoms = S.substitute(S.hexagonal_sheet(), rng.uniform(0.05, 0.5), rng)
         if rng.random() < 1 / 3:
             atoms = S.add_vacancies(atoms, int(rng.integers(1, 3)), rng)
-    else:
-        raise ValueError(f"unknown dataset kind {kind!r}; choose from {KINDS}")
     return S.thermal_displacements(atoms, T, rng)
 
 

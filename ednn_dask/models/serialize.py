@@ -247,7 +247,7 @@ class LoadedModel:
         return torch.cat(outs)
 
 
-def load_model(source: Source, tile_batch: int | None = 65536) -> LoadedModel:
+def load_model(source: Source, tile_batch: int | None = None) -> LoadedModel:
     """Load a model file written by :func:`save_model`.
 
     Parameters

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import config
 from ..tiles import extract_tiles, periodic_pad, check_tiling
 
 __all__ = ["TileNet", "EDNN"]
@@ -57,8 +58,9 @@ class EDNN(nn.Module):
     ndim : int
         Number of spatial axes of the fields (2 for rasters, 3 for volumes).
     tile_batch : int or None
-        At inference, evaluate at most this many tiles per subnet call to
-        bound memory; ``None`` evaluates all tiles of a call at once.
+        Evaluate at most this many tiles per subnet call to bound memory
+        (per-tile mode); ``None`` takes ``ednn.predict.tile-batch`` from
+        the config (65 536).
     halo_sharing : bool or None
         Evaluate the convolutions once per field instead of once per tile
         (exact; see :meth:`TileNet.forward_shared`). ``None`` turns it on
@@ -78,7 +80,7 @@ class EDNN(nn.Module):
         check_tiling([focus] * ndim, focus, context)
         self.tile_net = tile_net
         self.focus, self.context, self.ndim = int(focus), int(context), int(ndim)
-        self.tile_batch = tile_batch
+        self.tile_batch = config.get("predict.tile-batch", tile_batch)
         can_share = ndim == 2 and isinstance(tile_net, TileNet) and tile_net.supports_halo_sharing(self.focus)
         if halo_sharing and not can_share:
             raise ValueError("halo_sharing=True needs a 2-D VALID ConvSubnet with focus a multiple of its stride")

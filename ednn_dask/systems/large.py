@@ -1,0 +1,157 @@
+"""Micrometre-scale sheets built with lattice index arithmetic (no neighbour search).
+
+A 1 µm² porous graphene sheet has ~35 M atoms; building it through ASE
+``Atoms`` and neighbour lists would be slow and memory hungry. Here sites of
+the honeycomb lattice are numbered ``((ix * ny + iy) * 4 + s)`` over the
+``nx × ny`` rectangular 4-site units (see :func:`ednn_dask.systems.sheets.hexagonal_sheet`,
+same site order), so each site's three neighbours are known by arithmetic.
+
+Atoms are stored compactly as ``.npz``: ``positions`` (N, 2) float64 Å,
+``numbers`` (N,) int16, ``cell`` (2,) Å ``[L_x, L_y]``, plus ``kind`` and ``seed``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..raster._zarr import AtomsArrays
+from .sheets import A_LATTICE
+
+__all__ = ["honeycomb_arrays", "porous_graphene_arrays", "save_atoms_npz", "load_atoms"]
+
+_SQ3 = np.sqrt(3.0)
+# (dx units, dy units, site) of the three neighbours of each of the 4 sites in a unit
+_NEIGHBOURS = {
+    0: ((0, 0, 1), (-1, 0, 1), (0, -1, 3)),
+    1: ((0, 0, 0), (1, 0, 0), (0, 0, 2)),
+    2: ((0, 0, 1), (0, 0, 3), (1, 0, 3)),
+    3: ((0, 0, 2), (-1, 0, 2), (0, 1, 0)),
+}
+
+
+def _unit_sites(a: float) -> np.ndarray:
+    d = a / _SQ3
+    return np.array([[0.0, 0.0], [a / 2, d / 2], [a / 2, 1.5 * d], [0.0, 2 * d]])
+
+
+def honeycomb_arrays(nx: int, ny: int, a: float = A_LATTICE) -> np.ndarray:
+    """Positions ``(4 nx ny, 2)`` of a graphene sheet of ``nx × ny`` units, in site order."""
+    ix = np.arange(nx, dtype=np.float64)[:, None, None]
+    iy = np.arange(ny, dtype=np.float64)[None, :, None]
+    unit = _unit_sites(a)
+    x = ix * a + unit[:, 0]
+    y = iy * a * _SQ3 + unit[:, 1]
+    x, y = np.broadcast_arrays(x, y)
+    return np.column_stack([x.ravel(), y.ravel()])
+
+
+def _neighbour_ids(nx: int, ny: int) -> np.ndarray:
+    """``(4 nx ny, 3)`` neighbour site ids, periodic."""
+    ix, iy, s = np.meshgrid(np.arange(nx), np.arange(ny), np.arange(4), indexing="ij")
+    ix, iy, s = ix.ravel(), iy.ravel(), s.ravel()
+    out = np.empty((ix.size, 3), np.int64)
+    for site, nbs in _NEIGHBOURS.items():
+        sel = s == site
+        for k, (dx, dy, t) in enumerate(nbs):
+            out[sel, k] = (((ix[sel] + dx) % nx) * ny + (iy[sel] + dy) % ny) * 4 + t
+    return out
+
+
+def porous_graphene_arrays(
+    size_xy: tuple[float, float],
+    seed: int = 0,
+    holes_per_nm2: float = 0.171,
+    radius: tuple[float, float] = (1.5, 5.0),
+    temperature: float = 1000.0,
+    k_spring: float = 25.0,
+    a: float = A_LATTICE,
+) -> AtomsArrays:
+    """A large porous graphene sheet.
+
+    Parameters
+    ----------
+    size_xy : (float, float)
+        Requested size in Å; rounded to whole units (``a`` along x,
+        ``a√3`` along y).
+    holes_per_nm2 : float
+        Mean hole density; the default, 2.5 holes per 37.5 Å × 39.0 Å, is the
+        mean of the porous-graphene training cells.
+    radius : (float, float)
+        Hole radii range in Å (as the training cells).
+    temperature, k_spring :
+        In-plane Einstein displacements, as
+        :func:`ednn_dask.systems.sheets.thermal_displacements`.
+    """
+    rng = np.random.default_rng(seed)
+    nx = max(1, int(round(size_xy[0] / a)))
+    ny = max(1, int(round(size_xy[1] / (a * _SQ3))))
+    Lx, Ly = nx * a, ny * a * _SQ3
+    pos = honeycomb_arrays(nx, ny, a)
+    keep = np.ones(pos.shape[0], bool)
+    n_holes = rng.poisson(holes_per_nm2 * Lx * Ly / 100.0)
+    centres = rng.uniform(0, 1, (n_holes, 2)) * [Lx, Ly]
+    radii = rng.uniform(*radius, n_holes)
+    span_x = int(np.ceil(radius[1] / a)) + 1
+    span_y = int(np.ceil(radius[1] / (a * _SQ3))) + 1
+    for start in range(0, n_holes, 20000):  # bounded memory: candidates per batch of holes
+        c, r = centres[start : start + 20000], radii[start : start + 20000]
+        ux = np.floor(c[:, 0] / a).astype(np.int64)[:, None] + np.arange(-span_x, span_x + 1)
+        uy = np.floor(c[:, 1] / (a * _SQ3)).astype(np.int64)[:, None] + np.arange(-span_y, span_y + 1)
+        ids = ((ux[:, :, None, None] % nx) * ny + (uy[:, None, :, None] % ny)) * 4 + np.arange(4)
+        ids = ids.reshape(len(c), -1)
+        delta = pos[ids] - c[:, None, :]
+        delta -= np.array([Lx, Ly]) * np.round(delta / np.array([Lx, Ly]))
+        inside = np.hypot(delta[..., 0], delta[..., 1]) <= r[:, None]
+        keep[ids[inside]] = False
+    nbr = _neighbour_ids(nx, ny)
+    while True:  # drop atoms left with fewer than two bonds, as the training cells
+        coordination = keep[nbr].sum(1)
+        bad = keep & (coordination < 2)
+        if not bad.any():
+            break
+        keep &= ~bad
+    pos = pos[keep]
+    kT = 8.617333262e-5 * temperature
+    pos += rng.normal(0.0, np.sqrt(kT / k_spring), pos.shape)
+    pos %= np.array([Lx, Ly])
+    return AtomsArrays(pos, np.full(pos.shape[0], 6, np.int16), (Lx, Ly))
+
+
+def save_atoms_npz(atoms: AtomsArrays, path: str | os.PathLike, **extra) -> Path:
+    """Write atoms compactly (written to a temporary name, then renamed)."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{path.stem}.npz")
+    np.savez(tmp, positions=atoms.positions, numbers=atoms.numbers, cell=np.array(atoms.lengths_xy), **extra)
+    os.replace(tmp, path)
+    return path
+
+
+def load_atoms(path: str | os.PathLike) -> AtomsArrays:
+    """Atoms from our ``.npz`` or from any single-frame ASE-readable file."""
+    from ..raster import StructureError
+
+    path = Path(path)
+    if not path.exists():
+        raise StructureError(f"structure file not found: {path}")
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as d:
+                return AtomsArrays(d["positions"], d["numbers"], d["cell"][:2])
+        except (KeyError, ValueError, OSError) as exc:
+            raise StructureError(f"{path} is not an ednn-dask atoms .npz ({exc})") from None
+    import ase.io
+
+    from ..raster import grid_for_atoms  # noqa: F401  (validation happens at rasterization)
+
+    try:
+        atoms = ase.io.read(path)
+    except Exception as exc:
+        raise StructureError(f"cannot read a structure from {path} ({type(exc).__name__}: {exc})") from None
+    cell = np.asarray(atoms.cell)
+    if not (atoms.pbc[0] and atoms.pbc[1]):
+        raise StructureError(f"cell must be periodic in x and y (pbc={atoms.pbc.tolist()})")
+    if np.abs(cell - np.diag(np.diag(cell))).max() > 1e-6:
+        raise StructureError("cell is not orthorhombic")
+    return AtomsArrays(atoms.positions, atoms.numbers, (cell[0, 0], cell[1, 1]))

@@ -1,0 +1,49 @@
+"""Halo-shared evaluation equals per-tile evaluation exactly (VALID CNN, f multiple of the stride)."""
+import pytest
+import torch
+
+from ednn_dask.nn import EDNN, ConvSubnet, TileNet
+from ednn_dask.train.sheets import SHEET_LAYERS
+
+
+@pytest.mark.parametrize(
+    "layers,f,c,shape",
+    [
+        (SHEET_LAYERS, 40, 24, (2, 3, 120, 80)),
+        ([(4, 3, 2), (6, 3, 1), (6, 3, 2)], 8, 6, (3, 1, 24, 40)),
+        ([(4, 5, 1), (4, 3, 1)], 3, 3, (1, 2, 9, 12)),  # stride 1: any focus
+    ],
+)
+def test_shared_equals_per_tile_float64(layers, f, c, shape):
+    torch.manual_seed(0)
+    sub = ConvSubnet(shape[1], f + 2 * c, layers, dense=(16, 8), padding="valid").double()
+    net = TileNet(sub, offset=-0.7, scale=1.3)
+    shared = EDNN(net, f, c)
+    per_tile = EDNN(net, f, c, halo_sharing=False)
+    assert shared.halo_sharing and not per_tile.halo_sharing
+    x = torch.randn(*shape, dtype=torch.float64)
+    a, b = shared(x, per_tile=True), per_tile(x, per_tile=True)
+    assert torch.allclose(a, b, rtol=1e-12, atol=1e-12 * float(b.abs().max()))
+
+
+def test_shared_equals_per_tile_float32_and_gradients():
+    torch.manual_seed(1)
+    sub = ConvSubnet(3, 88, SHEET_LAYERS, dense=(128,), padding="valid")
+    net = TileNet(sub, offset=-50.0, scale=3.0)
+    x = torch.randn(2, 3, 120, 120)
+    shared, per_tile = EDNN(net, 40, 24), EDNN(net, 40, 24, halo_sharing=False)
+    a, b = shared(x), per_tile(x)
+    assert torch.allclose(a, b, rtol=1e-5)
+    ga = torch.autograd.grad(a.sum(), list(net.parameters()))
+    gb = torch.autograd.grad(b.sum(), list(net.parameters()))
+    for u, v in zip(ga, gb):
+        assert torch.allclose(u, v, rtol=1e-3, atol=1e-4 * float(v.abs().max()))
+
+
+def test_not_offered_where_inexact():
+    same = ConvSubnet(1, 24, [(4, 3, 2)], dense=(4,), padding="same")
+    assert not EDNN(TileNet(same), 8, 8).halo_sharing
+    valid = ConvSubnet(1, 22, [(4, 3, 2), (4, 3, 2)], dense=(4,), padding="valid")
+    assert not EDNN(TileNet(valid), 6, 8).halo_sharing  # 6 is not a multiple of the stride 4
+    with pytest.raises(ValueError, match="halo_sharing=True needs"):
+        EDNN(TileNet(valid), 6, 8, halo_sharing=True)
