@@ -169,23 +169,26 @@ def _cmd_dataset_ising(args) -> int:
     return 0
 
 
-def _cmd_train_ising(args) -> int:
-    from .models import save_model
-    from .train import TrainConfig
-    from .train.ising import ising_metadata, train_ising, write_report
-
-    out = Path(args.out)
+def _model_out(path: str) -> Path:
+    out = Path(path)
     if out.suffix not in (".pt2", ".pt"):
         raise UserError(f"--out must end in .pt2 (torch.export) or .pt (TorchScript), got {out}")
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        lr_final=args.lr_final,
-        seed=args.seed,
-        threads=args.threads,
-        progress=not args.quiet,
-    )
+    return out
+
+
+def _train_config(args):
+    from .train import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_final=args.lr_final,
+                       seed=args.seed, threads=args.threads, progress=not args.quiet)
+
+
+def _cmd_train_ising(args) -> int:
+    from .models import save_model
+    from .train.ising import ising_metadata, train_ising, write_report
+
+    out = _model_out(args.out)
+    config = _train_config(args)
     model, history, report = train_ising(
         args.focus,
         args.context,
@@ -225,18 +228,14 @@ def _cmd_train_sheets(args) -> int:
     import torch
 
     from .models import save_model
-    from .train import TrainConfig
     from .train.ising import write_report
     from .train.sheets import InMemory, evaluate_sheet_model, sheet_metadata, train_sheets
 
-    out = Path(args.out)
-    if out.suffix not in (".pt2", ".pt"):
-        raise UserError(f"--out must end in .pt2 (torch.export) or .pt (TorchScript), got {out}")
+    out = _model_out(args.out)
     for path in (args.data, args.test):
         if path and not Path(path).exists():
             raise UserError(f"dataset not found: {path}")
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_final=args.lr_final,
-                         seed=args.seed, threads=args.threads, progress=not args.quiet)
+    config = _train_config(args)
     model, history, info = train_sheets(args.data, args.focus, args.context, config, args.checkpoint, args.resume)
     attrs = info["attrs"]
     meta = sheet_metadata(args.name, attrs["kind"], args.focus, args.context, config, attrs)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +96,7 @@ def ising_metadata(focus: int, context: int, config: TrainConfig, n_train: int, 
         "training": {
             "data": f"{n_train} {L}x{L} Swendsen-Wang configurations, T uniform in [1, 5] J/k_B "
             f"25% of chains in [0.9, 1.1] Tc, 5% at T=inf; exact energies; spin-flip and D4 augmentation",
-            "config": {k: v for k, v in asdict(config).items() if k not in ("extra", "progress")},
+            "config": config.as_metadata(),
         },
     }
     if report is not None:

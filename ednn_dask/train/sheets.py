@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -100,7 +99,7 @@ def sheet_metadata(name: str, kind: str, focus: int, context: int, config: Train
         "training": {
             "data": f"{attrs['n']} {kind} structures (seed {attrs['seed']}), "
             f"T in {attrs['temperature_range']} K, ednn-dask dataset sheets",
-            "config": {k: v for k, v in asdict(config).items() if k not in ("extra", "progress")},
+            "config": config.as_metadata(),
         },
     }
     if report is not None:

@@ -60,6 +60,10 @@ class TrainConfig:
     refit_readout: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def as_metadata(self) -> dict[str, Any]:
+        """The settings worth recording with a model or checkpoint."""
+        return {k: v for k, v in asdict(self).items() if k not in ("extra", "progress")}
+
 
 def fit_label_scaling(energies: np.ndarray, tiles_per_field) -> tuple[float, float]:
     """Per-tile label offset and scale from training labels.
@@ -273,7 +277,7 @@ def _save_checkpoint(path, model, opt, sched, epoch, history, config) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    cfg = {k: v for k, v in asdict(config).items() if k != "extra"}
+    cfg = config.as_metadata()
     torch.save(
         {
             "model": model.state_dict(),
