@@ -58,9 +58,9 @@ class EDNN(nn.Module):
     ndim : int
         Number of spatial axes of the fields (2 for rasters, 3 for volumes).
     tile_batch : int or None
-        Evaluate at most this many tiles per subnet call to bound memory
-        (per-tile mode); ``None`` takes ``ednn.predict.tile-batch`` from
-        the config (65 536).
+        Tiles per subnet call in per-tile mode; at inference every call
+        gets exactly this many (see :meth:`_fixed_batches`). ``None`` takes
+        ``ednn.predict.tile-batch`` from the config (64).
     halo_sharing : bool or None
         Evaluate the convolutions once per field instead of once per tile
         (exact; see :meth:`TileNet.forward_shared`). ``None`` turns it on
@@ -111,11 +111,27 @@ class EDNN(nn.Module):
         batch_grid = tiles.shape[: 1 + self.ndim]
         flat = tiles.reshape(-1, *tiles.shape[1 + self.ndim :])
         step = self.tile_batch or flat.shape[0]
-        if flat.shape[0] <= step:
-            out = self.tile_net(flat)
-        else:
+        if torch.is_grad_enabled():
             out = torch.cat([self.tile_net(flat[i : i + step]) for i in range(0, flat.shape[0], step)])
+        else:
+            out = self._fixed_batches(flat, step)
         return out.reshape(batch_grid)
+
+    def _fixed_batches(self, flat: torch.Tensor, step: int) -> torch.Tensor:
+        """Run the tile network on batches of exactly ``step`` tiles (the last one zero-padded).
+
+        Float32 kernels pick their blocking by batch size, so the same tile
+        can come out a few ulps apart in batches of different sizes. With
+        a fixed batch size a tile's contribution is bitwise the same whatever
+        the chunking, which makes in-memory, threaded and distributed totals
+        agree to float64 round-off.
+        """
+        n = flat.shape[0]
+        rest = (-n) % step
+        if rest:
+            flat = torch.cat([flat, flat.new_zeros((rest, *flat.shape[1:]))])
+        out = torch.cat([self.tile_net(flat[i : i + step]) for i in range(0, flat.shape[0], step)])
+        return out[:n]
 
     def tile_contributions(self, x: torch.Tensor) -> torch.Tensor:
         """Per-tile contributions ``(B, *n)`` of periodic fields ``(B, C, *spatial)``."""

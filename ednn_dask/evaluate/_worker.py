@@ -1,0 +1,67 @@
+"""What runs on a Dask worker: a per-process model cache and the block function.
+
+A compiled/exported module is not picklable, so tasks carry a small
+:class:`ModelRef` (a path and a content token); each worker process loads
+the model once and keeps it here. The block function calls
+:meth:`ednn_dask.nn.EDNN.contributions_from_padded` — the same tile code as
+in-memory prediction.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ModelRef", "cached_model", "block_contributions", "preload"]
+
+_CACHE: dict[str, object] = {}
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """How a worker finds the model: ``path`` to load from, ``token`` (sha256) to cache under."""
+
+    path: str
+    token: str
+
+    @classmethod
+    def from_path(cls, path) -> "ModelRef":
+        data = open(path, "rb").read()
+        return cls(str(path), hashlib.sha256(data).hexdigest())
+
+
+def preload(ref: ModelRef, data: bytes | None = None, threads: int | None = None):
+    """Load ``ref`` into this process's cache (from ``data`` bytes if given) and return it."""
+    with _LOCK:
+        model = _CACHE.get(ref.token)
+        if model is None:
+            import torch
+
+            from ..models import load_model
+
+            if threads:
+                torch.set_num_threads(threads)
+            model = load_model(data if data is not None else ref.path)
+            _CACHE[ref.token] = model
+        return model
+
+
+def cached_model(ref: ModelRef):
+    """The loaded model for ``ref``, loading it on first use in this process."""
+    model = _CACHE.get(ref.token)
+    return model if model is not None else preload(ref)
+
+
+def block_contributions(block: np.ndarray, ref: ModelRef) -> np.ndarray:
+    """Tile contributions (float64) of one padded raster block ``(C, n_y f + 2c, n_x f + 2c)``."""
+    import torch
+
+    if not np.isfinite(block).all():
+        raise ValueError("raster contains NaN or infinite pixels")
+    ednn = cached_model(ref).ednn
+    with torch.no_grad():
+        out = ednn.contributions_from_padded(torch.from_numpy(np.ascontiguousarray(block, np.float32))[None])
+    return out[0].double().numpy()

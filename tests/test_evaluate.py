@@ -1,0 +1,154 @@
+"""The Dask evaluator against the in-memory EDNN and a plain numpy reference, over chunkings and schedulers."""
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from ednn_dask.data.sheets import SHEET_SPACING, SPECIES
+from ednn_dask.evaluate import EvaluationError, aligned_chunks, evaluate
+from ednn_dask.models import load_model, save_model
+from ednn_dask.nn import EDNN, ConvSubnet, TileNet
+from ednn_dask.train import TrainConfig
+from ednn_dask.train.sheets import sheet_metadata
+
+F, C = 8, 4
+ATTRS = {"species": list(SPECIES), "channels": "species", "gamma": 0.2, "spacing": list(SHEET_SPACING),
+         "n": 0, "seed": 0, "temperature_range": [100, 1000], "kind": "hexagonal"}
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    torch.manual_seed(0)
+    sub = ConvSubnet(3, F + 2 * C, [(4, 3, 2), (6, 3, 1)], dense=(8,), padding="valid")
+    model = EDNN(TileNet(sub, offset=-3.0, scale=0.5), F, C)
+    meta = sheet_metadata("small", "hexagonal", F, C, TrainConfig(), ATTRS)
+    return save_model(model, tmp_path_factory.mktemp("m") / "small.pt2", meta)
+
+
+def write_raster(path, data, spacing=SHEET_SPACING, n_atoms=None, chunks=None):
+    root = zarr.open_group(str(path), mode="w")
+    arr = root.create_array("raster", shape=data.shape, chunks=chunks or data.shape, dtype=data.dtype,
+                            dimension_names=["channel", "y", "x"])
+    arr[:] = data
+    arr.attrs.update({"spacing": list(spacing), **({"n_atoms": n_atoms} if n_atoms else {})})
+    return path
+
+
+def numpy_reference(model_path, data):
+    """Tiles cut with np.pad(mode='wrap') and plain loops, each through the exported tile network."""
+    m = load_model(model_path)
+    padded = np.pad(data, ((0, 0), (C, C), (C, C)), mode="wrap")
+    ny, nx = data.shape[1] // F, data.shape[2] // F
+    out = np.empty((ny, nx))
+    with torch.no_grad():
+        for i in range(ny):
+            for j in range(nx):
+                tile = padded[:, i * F : i * F + F + 2 * C, j * F : j * F + F + 2 * C]
+                out[i, j] = float(m.ednn.tile_net(torch.from_numpy(np.ascontiguousarray(tile))[None])[0])
+    return out
+
+
+@pytest.fixture(scope="module")
+def field():
+    return (np.random.default_rng(0).random((3, 56, 40)) * 6).astype(np.float32)
+
+
+@pytest.mark.parametrize("chunk", [8, 16, 24, 1000])  # 56 = 24 + 24 + 8: uneven last chunk
+@pytest.mark.parametrize("scheduler", ["synchronous", "threads"])
+def test_chunked_equals_numpy_reference_and_in_memory(tmp_path, small_model, field, chunk, scheduler):
+    src = write_raster(tmp_path / "r.zarr", field, chunks=(3, 16, 16))
+    res = evaluate(src, small_model, chunk=chunk, out=tmp_path / "tiles.zarr", scheduler=scheduler)
+    ref = numpy_reference(small_model, field)
+    tiles = zarr.open_group(str(tmp_path / "tiles.zarr"), mode="r")["tiles"][:]
+    np.testing.assert_allclose(tiles, ref, rtol=1e-5, atol=1e-6)
+    in_memory = load_model(small_model).predict(torch.from_numpy(field)[None])
+    assert res.total == pytest.approx(float(in_memory[0]), rel=1e-9)
+    assert res.total == pytest.approx(ref.sum(), rel=1e-6)
+    assert res.tiles == 7 * 5 and res.pixels == 56 * 40
+
+
+def test_single_chunk_smaller_than_tile(tmp_path, small_model):
+    """An axis of one focus (8 px) is smaller than the 16-px tile but not than the context."""
+    data = (np.random.default_rng(1).random((3, 8, 24)) * 6).astype(np.float32)
+    res = evaluate(write_raster(tmp_path / "r.zarr", data), small_model, chunk=8)
+    assert res.total == pytest.approx(numpy_reference(small_model, data).sum(), rel=1e-6)
+
+
+def test_local_cluster_two_workers_identical(tmp_path, small_model, field):
+    from distributed import Client, LocalCluster
+
+    src = write_raster(tmp_path / "r.zarr", field)
+    local = evaluate(src, small_model, chunk=16, scheduler="synchronous")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        dist = evaluate(src, small_model, chunk=16, client=client, out=tmp_path / "t.zarr")
+    assert dist.total == pytest.approx(local.total, rel=1e-12)
+    tiles = zarr.open_group(str(tmp_path / "t.zarr"), mode="r")["tiles"][:]
+    np.testing.assert_allclose(tiles, numpy_reference(small_model, field), rtol=1e-5, atol=1e-6)
+
+
+def test_extensive_over_copies(tmp_path, small_model, field):
+    big = np.tile(field, (1, 3, 3))
+    one = evaluate(write_raster(tmp_path / "a.zarr", field), small_model, chunk=16)
+    nine = evaluate(write_raster(tmp_path / "b.zarr", big), small_model, chunk=24)
+    assert nine.total == pytest.approx(9 * one.total, rel=1e-9)
+
+
+def test_resume_reuses_finished_chunks(tmp_path, small_model, field):
+    src = write_raster(tmp_path / "r.zarr", field)
+    full = evaluate(src, small_model, chunk=16, out=tmp_path / "t.zarr")
+    # fake an interrupted run: rename to the partial name, forget two chunks, poison one finished chunk
+    import os
+
+    os.replace(tmp_path / "t.zarr", tmp_path / ".partial-t.zarr")
+    root = zarr.open_group(str(tmp_path / ".partial-t.zarr"), mode="r+")
+    root["done"][0, 0] = False
+    root["done"][1, 1] = False
+    root["tiles"][0:2, 0:2] = 1e6  # chunk (0, 0): recomputed, so the poison must disappear
+    root["tiles"][2:4, 2:4] += 1.0  # chunk (1, 1): recomputed too
+    root["tiles"][4:6, 0:2] += 0.5  # chunk (2, 0): still marked done, so it is reused as stored
+    again = evaluate(src, small_model, chunk=16, out=tmp_path / "t.zarr")
+    assert again.total == pytest.approx(full.total + 0.5 * 4, rel=1e-12)
+    assert not (tmp_path / ".partial-t.zarr").exists()
+    assert zarr.open_group(str(tmp_path / "t.zarr"), mode="r").attrs["complete"]
+
+
+def test_xarray_view_of_tile_map(tmp_path, small_model, field):
+    import xarray as xr
+
+    evaluate(write_raster(tmp_path / "r.zarr", field, n_atoms=100), small_model, out=tmp_path / "t.zarr")
+    ds = xr.open_zarr(tmp_path / "t.zarr", consolidated=False)
+    assert ds["tiles"].dims == ("y", "x") and ds["x"].attrs["units"] == "Å"
+    assert float(ds["x"][1] - ds["x"][0]) == pytest.approx(F * SHEET_SPACING[1])
+
+
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda d: d[:, :50], "not a multiple of the model's focus"),
+        (lambda d: np.where(d > 5.9, np.nan, d).astype(np.float32), "NaN"),
+        (lambda d: d[:2], "2 channels"),
+        (lambda d: d.astype(np.int32), "floating-point"),
+    ],
+)
+def test_bad_rasters(tmp_path, small_model, field, mutate, match):
+    with pytest.raises(EvaluationError if match != "NaN" else ValueError, match=match):
+        evaluate(write_raster(tmp_path / "r.zarr", mutate(field)), small_model, out=tmp_path / "t.zarr")
+    assert not (tmp_path / "t.zarr").exists()
+
+
+def test_spacing_and_missing(tmp_path, small_model, field):
+    with pytest.raises(EvaluationError, match="differs from the model's"):
+        evaluate(write_raster(tmp_path / "r.zarr", field, spacing=(0.1, 0.1)), small_model)
+    with pytest.raises(EvaluationError, match="not found"):
+        evaluate(tmp_path / "missing.zarr", small_model)
+    (tmp_path / "junk.zarr").mkdir()
+    with pytest.raises(EvaluationError):
+        evaluate(tmp_path / "junk.zarr", small_model)
+
+
+def test_aligned_chunks():
+    assert aligned_chunks(56, 8, 4, 24) == (24, 24, 8)
+    assert aligned_chunks(56, 8, 12, 24) == (24, 32)  # last chunk (8) < context: merged
+    assert sum(aligned_chunks(10000, 40, 24, 1024)) == 10000
+    assert all(c % 40 == 0 for c in aligned_chunks(10000, 40, 24, 1024))
