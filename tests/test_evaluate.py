@@ -152,3 +152,17 @@ def test_aligned_chunks():
     assert aligned_chunks(56, 8, 12, 24) == (24, 32)  # last chunk (8) < context: merged
     assert sum(aligned_chunks(10000, 40, 24, 1024)) == 10000
     assert all(c % 40 == 0 for c in aligned_chunks(10000, 40, 24, 1024))
+
+
+def test_on_the_fly_raster_from_atoms_equals_zarr_raster(tmp_path, small_model):
+    """A structure file is rasterized chunk by chunk inside the evaluation: same total as a stored raster."""
+    from ednn_dask.raster._zarr import AtomsArrays, rasterize_to_zarr
+    from ednn_dask.systems.large import porous_graphene_arrays, save_atoms_npz
+
+    atoms = porous_graphene_arrays((50.0, 52.0), seed=2)
+    save_atoms_npz(atoms, tmp_path / "a.npz")
+    rasterize_to_zarr(atoms, tmp_path / "r.zarr", SHEET_SPACING, chunk=64)
+    stored = evaluate(tmp_path / "r.zarr", small_model, chunk=40)
+    fly = evaluate(tmp_path / "a.npz", small_model, chunk=24)
+    assert fly.total == pytest.approx(stored.total, rel=1e-9)
+    assert fly.n_atoms == atoms.numbers.size and fly.per_atom == pytest.approx(fly.total / fly.n_atoms)

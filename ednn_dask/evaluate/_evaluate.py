@@ -199,7 +199,10 @@ def evaluate(
     meta = loaded.metadata
     f, c = int(meta["focus"]), int(meta["context"])
 
-    if isinstance(source, (str, os.PathLike)):
+    target = int(config.get("evaluate.chunk", chunk))
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
+        arr, attrs = _atoms_source(source, meta, target)
+    elif isinstance(source, (str, os.PathLike)):
         arr, attrs = open_raster(source)
     else:
         arr = da.asarray(source)
@@ -210,7 +213,6 @@ def evaluate(
     _check_against_model(arr, attrs, meta)
     n_atoms = n_atoms if n_atoms is not None else attrs.get("n_atoms")
 
-    target = int(config.get("evaluate.chunk", chunk))
     C, H, W = arr.shape
     if min(H, W) < c:
         # a periodic overlap cannot take more context than one chunk holds: tiny fields go in memory
@@ -291,6 +293,42 @@ def evaluate(
         out=str(out) if out is not None else None,
         extra={"chunks": [list(arr.chunks[1]), list(arr.chunks[2])], "focus": f, "context": c},
     )
+
+
+def _atoms_source(path, meta: dict, target: int):
+    """A lazy raster drawn chunk by chunk from a structure file, at the model's spacing."""
+    import dask.array as da
+
+    from ..raster import StructureError
+    from ..raster._gaussian import RasterGrid
+    from ..systems.large import load_atoms
+    from ._worker import AtomsRef, raster_block
+
+    inp = meta.get("input", {})
+    if inp.get("kind") != "raster":
+        raise EvaluationError(f"model {meta.get('name')!r} does not take rasters of atoms")
+    spacing = meta["pixel_spacing"]["value"]
+    try:
+        atoms = load_atoms(path)
+        grid = RasterGrid.for_cell(atoms.lengths_xy, spacing)
+    except (StructureError, ValueError) as exc:
+        raise EvaluationError(str(exc)) from None
+    from ase.data import chemical_symbols
+
+    unknown = sorted({chemical_symbols[z] for z in np.unique(atoms.numbers)} - set(inp["species"]))
+    if unknown:
+        raise EvaluationError(f"species {', '.join(unknown)} not known to the model (known: {', '.join(inp['species'])})")
+    f, c = int(meta["focus"]), int(meta["context"])
+    H, W = grid.shape
+    if H % f or W % f:
+        raise EvaluationError(f"sheet is {H}x{W} px at the model's spacing, not a multiple of the focus f={f}")
+    chunks = (aligned_chunks(H, f, c, target), aligned_chunks(W, f, c, target))
+    channels = inp.get("channels", "species")
+    n_ch = len(inp["species"]) if channels == "species" else 1
+    ref = AtomsRef.from_path(path, spacing, inp["species"], channels, chunks)
+    arr = da.map_blocks(raster_block, ref=ref, chunks=((n_ch,), *chunks), dtype=np.float32,
+                        meta=np.empty((0, 0, 0), np.float32))
+    return arr, {"spacing": list(spacing), "n_atoms": int(atoms.numbers.size), "cell": list(atoms.lengths_xy)}
 
 
 class _TileStore:

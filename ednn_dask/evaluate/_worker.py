@@ -9,12 +9,13 @@ in-memory prediction.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ModelRef", "cached_model", "block_contributions", "preload"]
+__all__ = ["ModelRef", "AtomsRef", "cached_model", "cached_atoms", "block_contributions", "preload"]
 
 _CACHE: dict[str, object] = {}
 _LOCK = threading.Lock()
@@ -65,3 +66,50 @@ def block_contributions(block: np.ndarray, ref: ModelRef) -> np.ndarray:
     with torch.no_grad():
         out = ednn.contributions_from_padded(torch.from_numpy(np.ascontiguousarray(block, np.float32))[None])
     return out[0].double().numpy()
+
+
+@dataclass(frozen=True)
+class AtomsRef:
+    """A structure file that workers rasterize chunk by chunk (no raster on disk)."""
+
+    path: str
+    token: str
+    spacing: tuple[float, float]
+    species: tuple[str, ...]
+    channels: str
+    chunks: tuple[tuple[int, ...], tuple[int, ...]]
+
+    @classmethod
+    def from_path(cls, path, spacing, species, channels, chunks) -> "AtomsRef":
+        st = os.stat(path)
+        token = hashlib.sha256(f"{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
+        return cls(str(path), token, tuple(float(v) for v in spacing), tuple(species), channels,
+                   (tuple(int(v) for v in chunks[0]), tuple(int(v) for v in chunks[1])))
+
+
+def cached_atoms(ref: AtomsRef):
+    """``(BinnedAtoms, species Z or None)`` for ``ref``, loaded and binned once per process."""
+    key = (ref.token, ref.spacing, ref.chunks)
+    with _LOCK:
+        hit = _CACHE.get(key)
+        if hit is None:
+            from ase.data import atomic_numbers
+
+            from ..raster._gaussian import RasterGrid
+            from ..systems.large import load_atoms
+
+            atoms = load_atoms(ref.path)
+            grid = RasterGrid.for_cell(atoms.lengths_xy, ref.spacing)
+            species_z = [atomic_numbers[s] for s in ref.species] if ref.channels == "species" else None
+            hit = (atoms.bin(grid, ref.chunks), species_z)
+            _CACHE[key] = hit
+        return hit
+
+
+def raster_block(ref: AtomsRef, block_info=None) -> np.ndarray:
+    """One raster chunk ``(C, h, w)`` drawn from the atoms near it."""
+    from ..raster._zarr import raster_chunk
+
+    binned, species_z = cached_atoms(ref)
+    _, iy, ix = block_info[None]["chunk-location"]
+    return raster_chunk(binned, iy, ix, species_z, 0.2)

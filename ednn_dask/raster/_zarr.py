@@ -41,43 +41,61 @@ class AtomsArrays:
         if not np.isfinite(self.positions).all():
             raise StructureError("atom positions contain NaN or infinite values")
 
-    def bin(self, grid: RasterGrid, chunk: tuple[int, int]) -> "BinnedAtoms":
-        """Sort atoms into bins of one output chunk each."""
-        return BinnedAtoms(self, grid, chunk)
+    def bin(self, grid: RasterGrid, chunks) -> "BinnedAtoms":
+        """Sort atoms into bins of one output chunk each.
+
+        ``chunks`` is ``(chunk_y, chunk_x)`` (regular) or Dask-style
+        ``((rows...), (cols...))`` pixel counts per chunk.
+        """
+        return BinnedAtoms(self, grid, chunks)
 
 
 class BinnedAtoms:
-    def __init__(self, atoms: AtomsArrays, grid: RasterGrid, chunk: tuple[int, int]):
+    """Atoms sorted by the output chunk they fall in, with the chunk edges in pixels."""
+
+    def __init__(self, atoms: AtomsArrays, grid: RasterGrid, chunks, cutoff: float = CUTOFF_SIGMAS * GAMMA):
+        self.grid = grid
+        self.edges = []
+        for n, ch in zip(grid.shape, chunks):
+            sizes = _splits(n, ch) if np.isscalar(ch) else tuple(int(v) for v in ch)
+            if sum(sizes) != n:
+                raise ValueError(f"chunks {sizes} do not cover {n} pixels")
+            self.edges.append(np.concatenate([[0], np.cumsum(sizes)]))
+        self.nby, self.nbx = len(self.edges[0]) - 1, len(self.edges[1]) - 1
         hy, hx = grid.spacing
-        self.grid, self.chunk = grid, chunk
-        self.nby = -(-grid.shape[0] // chunk[0])
-        self.nbx = -(-grid.shape[1] // chunk[1])
         Ly, Lx = grid.lengths
+        # how many rings of neighbouring bins a stencil can reach
+        self.reach = (
+            int(np.ceil(cutoff / (np.diff(self.edges[0]).min() * hy))) if self.nby > 1 else 0,
+            int(np.ceil(cutoff / (np.diff(self.edges[1]).min() * hx))) if self.nbx > 1 else 0,
+        )
         x = np.mod(atoms.positions[:, 0], Lx)
         y = np.mod(atoms.positions[:, 1], Ly)
-        by = np.minimum((y / (chunk[0] * hy)).astype(np.int64), self.nby - 1)
-        bx = np.minimum((x / (chunk[1] * hx)).astype(np.int64), self.nbx - 1)
+        by = np.clip(np.searchsorted(self.edges[0], y / hy, side="right") - 1, 0, self.nby - 1)
+        bx = np.clip(np.searchsorted(self.edges[1], x / hx, side="right") - 1, 0, self.nbx - 1)
         key = by * self.nbx + bx
         order = np.argsort(key, kind="stable")
         self.xy = np.column_stack([x, y])[order]
         self.numbers = atoms.numbers[order]
         self.starts = np.searchsorted(key[order], np.arange(self.nby * self.nbx + 1))
 
+    def region(self, iy: int, ix: int) -> tuple[int, int, int, int]:
+        """Pixel rows/cols ``(r0, r1, c0, c1)`` of chunk ``(iy, ix)``."""
+        ey, ex = self.edges
+        return int(ey[iy]), int(ey[iy + 1]), int(ex[ix]), int(ex[ix + 1])
+
     def near(self, iy: int, ix: int) -> np.ndarray:
-        """Indices of atoms in bin (iy, ix) and its periodic neighbours."""
-        idx = []
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                k = ((iy + dy) % self.nby) * self.nbx + (ix + dx) % self.nbx
-                idx.append(np.arange(self.starts[k], self.starts[k + 1]))
-        return np.unique(np.concatenate(idx))
+        """Indices of atoms in bin (iy, ix) and the periodic neighbours a stencil can reach from."""
+        ky = sorted({(iy + d) % self.nby for d in range(-self.reach[0], self.reach[0] + 1)})
+        kx = sorted({(ix + d) % self.nbx for d in range(-self.reach[1], self.reach[1] + 1)})
+        idx = [np.arange(self.starts[a * self.nbx + b], self.starts[a * self.nbx + b + 1]) for a in ky for b in kx]
+        return np.concatenate(idx)
 
 
 def raster_chunk(binned: BinnedAtoms, iy: int, ix: int, species_z: Sequence[int] | None, gamma: float) -> np.ndarray:
     """One output chunk ``(C, h, w)``: channels per species (``species_z``) or one Z channel (``None``)."""
-    grid, (cy, cx) = binned.grid, binned.chunk
-    r0, c0 = iy * cy, ix * cx
-    region = (r0, min(r0 + cy, grid.shape[0]), c0, min(c0 + cx, grid.shape[1]))
+    grid = binned.grid
+    region = binned.region(iy, ix)
     idx = binned.near(iy, ix)
     pos, z = binned.xy[idx], binned.numbers[idx].astype(np.float64)
     if species_z is None:
@@ -131,8 +149,8 @@ def rasterize_to_zarr(
     binned = atoms.bin(grid, (chunk, chunk))
 
     def block(block_info=None):
-        (_, _), (y0, _), (x0, _) = block_info[None]["array-location"]
-        return raster_chunk(binned, y0 // chunk, x0 // chunk, species_z, gamma)
+        _, iy, ix = block_info[None]["chunk-location"]
+        return raster_chunk(binned, iy, ix, species_z, gamma)
 
     lazy = da.map_blocks(
         block,
