@@ -30,7 +30,8 @@ def test_shared_equals_per_tile_float64(layers, f, c, shape):
 def test_shared_equals_per_tile_float32_and_gradients():
     torch.manual_seed(1)
     sub = ConvSubnet(3, 88, SHEET_LAYERS, dense=(128,), padding="valid")
-    net = TileNet(sub, offset=-50.0, scale=3.0)
+    net = TileNet(sub, offset=-50.0, scale=3.0, focus_baseline=(40, 24, 3))
+    net.focus_weights.copy_(torch.tensor([0.3, -0.2, 0.1]))
     x = torch.randn(2, 3, 120, 120)
     shared, per_tile = EDNN(net, 40, 24), EDNN(net, 40, 24, halo_sharing=False)
     a, b = shared(x), per_tile(x)

@@ -116,6 +116,11 @@ def save_model(model: EDNN, path: str | os.PathLike, metadata: dict[str, Any], e
             "per": "tile",
             "applied": "inside the exported network: contribution = scale * subnet(tile) + offset",
         }
+        if getattr(net, "baseline", None) is not None:
+            meta["label_scaling"]["focus_baseline"] = {
+                "weights": net.focus_weights.tolist(),
+                "applied": "inside the exported network: + weights . (per-channel pixel sums of the tile's focus)",
+            }
     if hasattr(getattr(net, "subnet", None), "spec"):
         meta["subnet"] = net.subnet.spec
     missing = [k for k in _REQUIRED if k not in meta]

@@ -11,12 +11,20 @@ __all__ = ["TileNet", "EDNN"]
 
 
 class TileNet(nn.Module):
-    """A subnet with the label scaling applied per tile.
+    """A subnet with the label scaling (and an optional linear baseline) applied per tile.
 
-    ``contribution = scale * subnet(tile) + offset``. Because the offset and
-    the scale act on every tile, a field of ``n`` tiles gets ``n`` offsets:
-    the scaling keeps the prediction extensive (a min–max scaling of the
-    *total* would not). This module is what gets exported and saved.
+    ``contribution = scale * subnet(tile) + offset [+ w . focus_sums(tile)]``.
+    Because every term acts on every tile, a field of ``n`` tiles gets ``n``
+    offsets: the scaling keeps the prediction extensive (a min–max scaling of
+    the *total* would not). This module is what gets exported and saved.
+
+    The optional baseline is linear in the per-channel pixel sums of the
+    tile's *focus* region. The focus regions partition the field, so summed
+    over tiles it is exactly ``w . (pixel sums of the whole field)``: for
+    per-species Gaussian channels that is a per-species energy times the
+    number of atoms of each species (like the atomic reference energies of
+    ML potentials). It removes the composition from what the network has to
+    learn and stays exactly extensive.
 
     Parameters
     ----------
@@ -24,16 +32,35 @@ class TileNet(nn.Module):
         Maps ``(N, C, *t)`` tiles to ``(N,)`` raw outputs.
     offset, scale : float
         Per-tile label offset and scale, in the units of the target.
+    focus_baseline : (focus, context, channels), optional
+        Enables the linear focus baseline for 2-D tiles; its weights start at 0.
     """
 
-    def __init__(self, subnet: nn.Module, offset: float = 0.0, scale: float = 1.0):
+    def __init__(
+        self,
+        subnet: nn.Module,
+        offset: float = 0.0,
+        scale: float = 1.0,
+        focus_baseline: tuple[int, int, int] | None = None,
+    ):
         super().__init__()
         self.subnet = subnet
         self.register_buffer("offset", torch.tensor(float(offset)))
         self.register_buffer("scale", torch.tensor(float(scale)))
+        self.baseline = focus_baseline
+        if focus_baseline is not None:
+            self.register_buffer("focus_weights", torch.zeros(int(focus_baseline[2])))
+
+    def focus_sums(self, tiles: torch.Tensor) -> torch.Tensor:
+        """``(N, C)`` pixel sums of each tile's focus region."""
+        f, c, _ = self.baseline
+        return tiles[:, :, c : c + f, c : c + f].sum((2, 3))
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
-        return self.subnet(tiles) * self.scale + self.offset
+        out = self.subnet(tiles) * self.scale + self.offset
+        if self.baseline is not None:
+            out = out + self.focus_sums(tiles) @ self.focus_weights
+        return out
 
     def supports_halo_sharing(self, focus: int) -> bool:
         """Whether the subnet can evaluate a whole padded field at once, exactly."""
@@ -42,7 +69,14 @@ class TileNet(nn.Module):
 
     def forward_shared(self, padded: torch.Tensor, focus: int) -> torch.Tensor:
         """``(B, n_y, n_x)`` contributions of a padded 2-D field (see ``ConvSubnet.forward_shared``)."""
-        return self.subnet.forward_shared(padded, focus) * self.scale + self.offset
+        out = self.subnet.forward_shared(padded, focus) * self.scale + self.offset
+        if self.baseline is not None:
+            f, c, ch = self.baseline
+            inner = padded[:, :, c : padded.shape[2] - c, c : padded.shape[3] - c]
+            B, _, H, W = inner.shape
+            sums = inner.reshape(B, ch, H // f, f, W // f, f).sum((3, 5))  # (B, C, ny, nx)
+            out = out + torch.einsum("bcyx,c->byx", sums, self.focus_weights)
+        return out
 
 
 class EDNN(nn.Module):

@@ -44,7 +44,7 @@ def build_sheet_model(focus: int = 40, context: int = 24, channels: int = 3, see
     """An untrained sheet EDNN with the VALID CNN subnet."""
     torch.manual_seed(seed)
     sub = ConvSubnet(channels, focus + 2 * context, SHEET_LAYERS, dense=(128,), padding="valid")
-    return EDNN(TileNet(sub), focus, context)
+    return EDNN(TileNet(sub, focus_baseline=(focus, context, channels)), focus, context)
 
 
 def sheet_symmetries(fields: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -20,7 +20,7 @@ from ..nn import EDNN, TileNet
 from ..tiles import n_tiles
 from .metrics import error_metrics
 
-__all__ = ["TrainConfig", "fit_label_scaling", "train", "predict_batched", "refit_readout", "split_indices"]
+__all__ = ["TrainConfig", "fit_focus_baseline", "fit_label_scaling", "train", "predict_batched", "refit_readout", "split_indices"]
 
 
 @dataclass
@@ -81,6 +81,26 @@ def fit_label_scaling(energies: np.ndarray, tiles_per_field) -> tuple[float, flo
     per_tile = np.asarray(energies, dtype=np.float64) / np.asarray(tiles_per_field, dtype=np.float64)
     scale = float(per_tile.std()) or 1.0
     return float(per_tile.mean()), scale
+
+
+@torch.no_grad()
+def fit_focus_baseline(model: EDNN, fields: torch.Tensor, energies: np.ndarray) -> None:
+    """Fit the linear focus baseline, offset and scale of ``model.tile_net`` (see :class:`TileNet`).
+
+    Least squares of the labels on the per-channel pixel sums of each field
+    and its tile count; ``scale`` becomes the per-tile spread of what is
+    left, which the subnet then learns.
+    """
+    net = model.tile_net
+    ntile = n_tiles(fields.shape[2:], model.focus)
+    X = fields.double().sum(dim=tuple(range(2, fields.dim()))).numpy()
+    A = np.column_stack([X, np.full(len(X), float(ntile))])
+    y = np.asarray(energies, dtype=np.float64)
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    resid = (y - A @ coef) / ntile
+    net.focus_weights.copy_(torch.from_numpy(coef[:-1]).to(net.focus_weights.dtype))
+    net.offset.fill_(float(coef[-1]))
+    net.scale.fill_(float(resid.std()) or 1.0)
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -168,9 +188,12 @@ def train(
         history = list(state["history"])
         start = int(state["epoch"]) + 1
     else:
-        offset, scale = fit_label_scaling(energies[tr], ntile)
-        model.tile_net.offset.fill_(offset)
-        model.tile_net.scale.fill_(scale)
+        if model.tile_net.baseline is not None:
+            fit_focus_baseline(model, fields[torch.from_numpy(tr)], energies[tr])
+        else:
+            offset, scale = fit_label_scaling(energies[tr], ntile)
+            model.tile_net.offset.fill_(offset)
+            model.tile_net.scale.fill_(scale)
 
     scale = float(model.tile_net.scale) * ntile
     y_all = torch.from_numpy(energies).to(fields.dtype)
@@ -262,15 +285,25 @@ def refit_readout(model: EDNN, fields: torch.Tensor, energies: np.ndarray, batch
     finally:
         handle.remove()
         model.halo_sharing = shared
-    A = torch.cat(rows)
-    A = torch.cat([A, torch.full((A.shape[0], 1), float(ntile), dtype=torch.float64)], dim=1)
-    offset, scale = float(model.tile_net.offset), float(model.tile_net.scale)
+    net = model.tile_net
+    offset, scale = float(net.offset), float(net.scale)
+    phi = torch.cat(rows)
+    k = phi.shape[1]
+    cols = [phi, torch.full((phi.shape[0], 1), float(ntile), dtype=torch.float64)]
+    if net.baseline is not None:  # the baseline weights are linear too: solve them jointly, in label units / scale
+        cols.append(fields.double().sum(dim=tuple(range(2, fields.dim()))) / scale)
+    A = torch.cat(cols, dim=1)
     y = (torch.from_numpy(np.asarray(energies, dtype=np.float64)) - ntile * offset) / scale
-    normal = A.T @ A
+    # equilibrate columns so the ridge acts evenly, then solve the normal equations in float64
+    norm = A.abs().max(0).values.clamp_min(1e-300)
+    An = A / norm
+    normal = An.T @ An
     normal += ridge * normal.diagonal().mean() * torch.eye(normal.shape[0], dtype=torch.float64)
-    coef = torch.linalg.solve(normal, A.T @ y)
-    layer.weight.copy_(coef[:-1].reshape(1, -1).to(layer.weight.dtype))
-    layer.bias.copy_(coef[-1:].to(layer.bias.dtype))
+    coef = torch.linalg.solve(normal, An.T @ y) / norm
+    layer.weight.copy_(coef[:k].reshape(1, -1).to(layer.weight.dtype))
+    layer.bias.copy_(coef[k : k + 1].to(layer.bias.dtype))
+    if net.baseline is not None:
+        net.focus_weights.copy_(coef[k + 1 :].to(net.focus_weights.dtype))
 
 
 def _save_checkpoint(path, model, opt, sched, epoch, history, config) -> None:
