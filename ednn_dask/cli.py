@@ -310,6 +310,62 @@ def _cmd_rasterize(args) -> int:
     return 0
 
 
+def _cmd_evaluate(args) -> int:
+    import shutil
+
+    from .evaluate import EvaluationError, evaluate
+
+    if args.scheduler != "local":
+        raise UserError(f"--scheduler {args.scheduler} is not available in this release; use the default local cluster")
+    if args.nodes:
+        raise UserError("--nodes needs --scheduler slurm or pbs")
+    if not Path(args.sheet).exists():
+        raise UserError(f"sheet not found: {args.sheet}")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not args.overwrite:
+        raise UserError(f"{out} exists; remove it or pass --overwrite")
+    if out is not None and out.exists():
+        shutil.rmtree(out)
+    client = cluster = None
+    try:
+        if args.workers != 0:
+            from distributed import Client, LocalCluster
+
+            workers = args.workers or max(1, (os.cpu_count() or 1) // max(1, args.threads))
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=args.threads, processes=True,
+                                   dashboard_address="127.0.0.1:0", host="127.0.0.1",
+                                   env={"OMP_NUM_THREADS": str(args.threads)})
+            client = Client(cluster)
+            if not args.json:
+                print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        try:
+            res = evaluate(args.sheet, args.model, client=client, chunk=args.chunk, out=out,
+                           progress=not args.json and not args.quiet)
+        except EvaluationError as exc:
+            raise UserError(str(exc)) from None
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    if args.png:
+        if out is None:
+            raise UserError("--png needs --out (the tile map is read from it)")
+        from .plots import energy_map
+
+        energy_map(out, args.png)
+    if args.json:
+        print(json.dumps(res.as_json()))
+    else:
+        per = f", {res.per_atom:.6f} {res.units}/atom ({res.n_atoms:,} atoms)" if res.per_atom is not None else ""
+        print(f"total {res.total:.6f} {res.units}{per}")
+        rate = f"{res.pixels / res.seconds:,.0f} px/s"
+        if res.n_atoms:
+            rate += f", {res.n_atoms / res.seconds:,.0f} atoms/s"
+        print(f"{res.tiles:,} tiles, {res.pixels:,} pixels in {res.seconds:.2f} s ({rate}); model {res.model}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     """Train-free demo: the bundled Ising model on fresh 8x8 and 128x128 samples."""
     import time
@@ -377,6 +433,22 @@ def build_parser() -> argparse.ArgumentParser:
     ra.add_argument("--overwrite", action="store_true")
     ra.add_argument("--quiet", action="store_true")
     ra.set_defaults(func=_cmd_rasterize)
+
+    ev = sub.add_parser("evaluate", help="evaluate a model over a large sheet with Dask")
+    ev.add_argument("sheet", help="Zarr raster (ednn-dask rasterize) or a structure file rasterized on the fly")
+    ev.add_argument("--model", help="bundled model name or file (default: ednn.evaluate.model, hexagonal-sheet)")
+    ev.add_argument("--scheduler", choices=["local", "slurm", "pbs"], default="local")
+    ev.add_argument("--nodes", type=int, default=None, help="batch jobs (slurm/pbs)")
+    ev.add_argument("--workers", type=int, default=None,
+                    help="local worker processes (default: cores / threads; 0 = no cluster, threads in-process)")
+    ev.add_argument("--threads", type=int, default=1, help="threads per worker")
+    ev.add_argument("--chunk", type=int, default=None, help="target chunk edge in pixels")
+    ev.add_argument("--out", help="write the tile-contribution map (xarray-readable Zarr, coordinates in Å)")
+    ev.add_argument("--overwrite", action="store_true")
+    ev.add_argument("--png", help="energy-density map PNG (needs --out)")
+    ev.add_argument("--json", action="store_true", help="print only a JSON summary")
+    ev.add_argument("--quiet", action="store_true")
+    ev.set_defaults(func=_cmd_evaluate)
 
     ds = sub.add_parser("dataset", help="generate a training dataset")
     dss = ds.add_subparsers(dest="system", required=True)

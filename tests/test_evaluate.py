@@ -132,9 +132,9 @@ def test_xarray_view_of_tile_map(tmp_path, small_model, field):
     ],
 )
 def test_bad_rasters(tmp_path, small_model, field, mutate, match):
-    with pytest.raises(EvaluationError if match != "NaN" else ValueError, match=match):
+    with pytest.raises(EvaluationError, match=match):
         evaluate(write_raster(tmp_path / "r.zarr", mutate(field)), small_model, out=tmp_path / "t.zarr")
-    assert not (tmp_path / "t.zarr").exists()
+    assert not (tmp_path / "t.zarr").exists() and not (tmp_path / ".partial-t.zarr").exists()
 
 
 def test_spacing_and_missing(tmp_path, small_model, field):
@@ -166,3 +166,27 @@ def test_on_the_fly_raster_from_atoms_equals_zarr_raster(tmp_path, small_model):
     fly = evaluate(tmp_path / "a.npz", small_model, chunk=24)
     assert fly.total == pytest.approx(stored.total, rel=1e-9)
     assert fly.n_atoms == atoms.numbers.size and fly.per_atom == pytest.approx(fly.total / fly.n_atoms)
+
+
+def test_evaluate_cli_json_and_errors(tmp_path, small_model, field):
+    import json
+    import subprocess
+    import sys
+
+    src = write_raster(tmp_path / "r.zarr", field, n_atoms=77)
+    cli = [sys.executable, "-m", "ednn_dask.cli", "evaluate"]
+    r = subprocess.run([*cli, src, "--model", small_model, "--json", "--workers", "0", "--out", tmp_path / "t.zarr",
+                        "--png", tmp_path / "map.png"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert set(out) == {"total", "per_atom", "tiles", "pixels", "seconds", "model"}
+    assert out["total"] == pytest.approx(numpy_reference(small_model, field).sum(), rel=1e-6)
+    assert out["per_atom"] == pytest.approx(out["total"] / 77)
+    assert (tmp_path / "map.png").stat().st_size > 1000
+    bad = write_raster(tmp_path / "bad.zarr", field[:, :50])
+    r = subprocess.run([*cli, bad, "--model", small_model, "--json", "--out", tmp_path / "o.zarr"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == "" and "multiple of the model's focus" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "o.zarr").exists()
+    r = subprocess.run([*cli, tmp_path / "none.zarr", "--json"], capture_output=True, text=True)
+    assert r.returncode == 2 and "not found" in r.stderr

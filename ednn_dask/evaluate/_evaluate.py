@@ -261,22 +261,14 @@ def evaluate(
     split = int(config.get("evaluate.split-every", split_every))
     total = contrib.sum(dtype=np.float64, split_every=split)
     t0 = time.perf_counter()
-    if client is not None:
-        fut = client.compute(total)
-        if progress:
-            from distributed import progress as dprogress
-
-            dprogress(fut)
-        value = float(fut.result())
-    else:
-        sched = scheduler or config.get("evaluate.scheduler")
-        if progress:
-            from dask.diagnostics import ProgressBar
-
-            with ProgressBar():
-                value = float(total.compute(scheduler=sched))
-        else:
-            value = float(total.compute(scheduler=sched))
+    try:
+        value = _compute(total, client, scheduler, progress)
+    except ValueError as exc:
+        # bad pixels found while computing: an input error, so no partial results are kept;
+        # interruptions (Ctrl-C, dead workers) keep them for resuming
+        if store is not None:
+            shutil.rmtree(store.path, ignore_errors=True)
+        raise EvaluationError(str(exc)) from None
     seconds = time.perf_counter() - t0
     if store is not None:
         store.finish(value)
@@ -293,6 +285,23 @@ def evaluate(
         out=str(out) if out is not None else None,
         extra={"chunks": [list(arr.chunks[1]), list(arr.chunks[2])], "focus": f, "context": c},
     )
+
+
+def _compute(total, client, scheduler, progress) -> float:
+    if client is not None:
+        fut = client.compute(total)
+        if progress:
+            from distributed import progress as dprogress
+
+            dprogress(fut)
+        return float(fut.result())
+    sched = scheduler or config.get("evaluate.scheduler")
+    if progress:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            return float(total.compute(scheduler=sched))
+    return float(total.compute(scheduler=sched))
 
 
 def _atoms_source(path, meta: dict, target: int):
