@@ -124,7 +124,7 @@ def test_dataset_ising(tmp_path):
 
 
 def test_demo_reports_small_errors():
-    r = run("demo")
+    r = run("demo", "ising")
     assert r.returncode == 0, r.stderr
     rows = [line.split() for line in r.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert len(rows) == 6
