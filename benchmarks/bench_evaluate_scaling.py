@@ -44,7 +44,7 @@ def main() -> None:
             rss = max(client.run(lambda: __import__("resource").getrusage(0).ru_maxrss * 1024).values())
             rows.append((res.pixels, res.n_atoms, wall, rss))
     base = rows[0][2] / rows[0][0]
-    print(f"{'pixels':>12} {'atoms':>10} {'wall [s]':>9} {'us/pixel':>9} {'ratio':>6} {'atoms/s':>10} {"peak RSS":>11}")
+    print(f"{'pixels':>12} {'atoms':>10} {'wall [s]':>9} {'us/pixel':>9} {'ratio':>6} {'atoms/s':>10} {'peak RSS':>11}")
     for px, n, wall, rss in rows:
         print(f"{px:>12,} {n:>10,} {wall:>9.1f} {wall / px * 1e6:>9.3f} {wall / px / base:>6.2f} "
               f"{n / wall:>10,.0f} {rss / 2**20:>8.0f} MiB")
