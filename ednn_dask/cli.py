@@ -73,10 +73,17 @@ def _cmd_models(args) -> int:
         for key, label in (("test", "held-out"), ("transfer", "transfer")):
             if key in acc:
                 m = acc[key]
-                print(
-                    f"  {label:<15} median |err| {m['median_ae']:.3g} {meta['target'].get('units')}, "
-                    f"median rel {m['median_rel']:.2g} ({acc.get(key + '_set', '')})"
-                )
+                if "mae_mev_per_atom" in m:
+                    print(f"  {label:<15} MAE {m['mae_mev_per_atom']:.3g} meV/atom, median "
+                          f"{m['median_mev_per_atom']:.3g} meV/atom ({acc.get(key + '_set', '')})")
+                else:
+                    print(
+                        f"  {label:<15} median |err| {m['median_ae']:.3g} {meta['target'].get('units')}, "
+                        f"median rel {m['median_rel']:.2g} ({acc.get(key + '_set', '')})"
+                    )
+        if "supercells" in acc:
+            print(f"  supercells      MAE {acc['supercells']['mae_mev_per_atom']:.3g} meV/atom "
+                  f"({acc['supercells']['set']}, up to 4x4)")
     return 0
 
 
