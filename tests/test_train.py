@@ -87,3 +87,17 @@ def test_error_metrics():
     assert m["median_rel"] == pytest.approx(0.25)
     with pytest.raises(ValueError):
         error_metrics([], [])
+
+
+def test_refit_readout_with_tile_count_not_a_multiple_of_the_tile_batch():
+    """Inference pads tile batches to a fixed size; the refit must use the real tiles only."""
+    from ednn_dask.systems.ising import IsingDataset
+
+    data = IsingDataset.generate(60, 6, seed=2)  # 36 tiles per field, 5 fields per call: 180 -> padded to 192
+    model = build_ising_model(1, 1, seed=0)
+    x = spins_to_fields(data.spins)
+    model.tile_net.offset.fill_(-2.0)
+    before = error_metrics(predict_batched(model, x), data.energies)["rmse"]
+    refit_readout(model, x, data.energies, batch_size=5)
+    after = error_metrics(predict_batched(model, x), data.energies)["rmse"]
+    assert after < 0.5 * before

@@ -280,7 +280,8 @@ def refit_readout(model: EDNN, fields: torch.Tensor, energies: np.ndarray, batch
             captured.clear()
             chunk = fields[i : i + batch_size]
             model(chunk)
-            phi = torch.cat(captured).double().reshape(chunk.shape[0], ntile, -1).sum(1)
+            # inference pads tile batches to a fixed size: keep the real tiles, which come first
+            phi = torch.cat(captured)[: chunk.shape[0] * ntile].double().reshape(chunk.shape[0], ntile, -1).sum(1)
             rows.append(phi)
     finally:
         handle.remove()
