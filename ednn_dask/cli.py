@@ -243,7 +243,8 @@ def _cmd_train_sheets(args) -> int:
         if path and not Path(path).exists():
             raise UserError(f"dataset not found: {path}")
     config = _train_config(args)
-    model, history, info = train_sheets(args.data, args.focus, args.context, config, args.checkpoint, args.resume)
+    model, history, info = train_sheets(args.data, args.focus, args.context, config, args.checkpoint, args.resume,
+                                        species=args.species)
     attrs = info["attrs"]
     meta = sheet_metadata(args.name, attrs["kind"], args.focus, args.context, config, attrs)
     report = {"seconds_train": round(info["seconds_train"], 1)}
@@ -255,7 +256,7 @@ def _cmd_train_sheets(args) -> int:
             from .plots import parity_plot
             from .data.sheets import open_dataset
 
-            test = open_dataset(args.test)
+            test = open_dataset(args.test, meta["input"]["species"])
             parity_plot(test["energies"] / test["n_atoms"], np.asarray(pred) / test["n_atoms"], args.plot,
                         title=f"{args.name}: held-out {attrs['kind']} (f={args.focus}, c={args.context})",
                         units="eV/atom")
@@ -546,6 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--data", required=True, help="training dataset (ednn-dask dataset sheets)")
     ts.add_argument("--test", help="held-out dataset for the accuracy report")
     ts.add_argument("--name", default="hexagonal-sheet")
+    ts.add_argument("--species", nargs="+", help="train on these species' channels only (e.g. C for porous graphene)")
     ts.add_argument("--focus", "-f", type=int, default=40)
     ts.add_argument("--context", "-c", type=int, default=24)
     ts.add_argument("--epochs", type=int, default=30)

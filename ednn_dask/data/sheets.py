@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -184,16 +184,34 @@ def generate_dataset(
     return path
 
 
-def open_dataset(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a finished dataset into memory (rasters, energies, n_atoms, attrs)."""
+def open_dataset(path: str | os.PathLike, species: Sequence[str] | None = None) -> dict[str, Any]:
+    """Load a finished dataset into memory (rasters, energies, n_atoms, attrs).
+
+    ``species`` keeps only those channels (e.g. ``("C",)`` for all-carbon data,
+    a third of the memory); structures with other species are then refused.
+    """
     import zarr
 
     root = zarr.open_group(str(path), mode="r")
     if not root["done"][:].all():
         raise ValueError(f"{path} is incomplete; run the same `ednn-dask dataset` command again to finish it")
-    return {
-        "rasters": root["rasters"][:],
-        "energies": root["energies"][:],
-        "n_atoms": root["n_atoms"][:],
-        "attrs": dict(root.attrs),
-    }
+    attrs = dict(root.attrs)
+    rasters = root["rasters"]
+    if species is not None:
+        missing = [s for s in species if s not in attrs["species"]]
+        if missing:
+            raise ValueError(f"{path} has no channel for {', '.join(missing)} (has {', '.join(attrs['species'])})")
+        keep = [attrs["species"].index(s) for s in species]
+        dropped = [k for k in range(len(attrs["species"])) if k not in keep]
+        numbers = root["numbers"][:]
+        from ase.data import atomic_numbers
+
+        if np.isin(numbers, [atomic_numbers[attrs["species"][k]] for k in dropped]).any():
+            raise ValueError(f"{path} contains species outside {', '.join(species)}")
+        out = np.empty((rasters.shape[0], len(keep), *rasters.shape[2:]), np.float32)
+        for i in range(0, rasters.shape[0], 500):  # a block at a time: never the full 3-channel array
+            out[i : i + 500] = rasters[i : i + 500][:, keep]
+        attrs["species"] = list(species)
+    else:
+        out = rasters[:]
+    return {"rasters": out, "energies": root["energies"][:], "n_atoms": root["n_atoms"][:], "attrs": attrs}

@@ -129,7 +129,7 @@ def _supercell_structures(n_per_size: int, sizes, seed: int) -> list[tuple[str, 
 
 def evaluate_sheet_model(model, test_path: str | Path, supercells: bool = True, seed: int = 777) -> dict[str, Any]:
     """Held-out per-atom errors and supercell transfer (meV/atom), as in the issue's targets."""
-    test = open_dataset(test_path)
+    test = open_dataset(test_path, model.metadata["input"]["species"])
     fields = torch.from_numpy(test["rasters"])
     pred = model.predict(fields).numpy()
     per_atom = error_metrics(pred / test["n_atoms"], test["energies"] / test["n_atoms"])
@@ -166,10 +166,11 @@ def train_sheets(
     config: TrainConfig | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    species: Sequence[str] | None = None,
 ) -> tuple[EDNN, list[dict], dict]:
     """Train a sheet EDNN on a dataset written by ``ednn-dask dataset sheets``."""
     config = config or TrainConfig(epochs=20, batch_size=32, lr=1e-3, lr_final=1e-6)
-    data = open_dataset(data_path)
+    data = open_dataset(data_path, species)
     attrs = data["attrs"]
     model = build_sheet_model(focus, context, channels=len(attrs["species"]), seed=config.seed)
     t0 = time.perf_counter()

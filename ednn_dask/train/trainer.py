@@ -84,7 +84,7 @@ def fit_label_scaling(energies: np.ndarray, tiles_per_field) -> tuple[float, flo
 
 
 @torch.no_grad()
-def fit_focus_baseline(model: EDNN, fields: torch.Tensor, energies: np.ndarray) -> None:
+def fit_focus_baseline(model: EDNN, fields: torch.Tensor, energies: np.ndarray, index=None) -> None:
     """Fit the linear focus baseline, offset and scale of ``model.tile_net`` (see :class:`TileNet`).
 
     Least squares of the labels on the per-channel pixel sums of each field
@@ -92,15 +92,25 @@ def fit_focus_baseline(model: EDNN, fields: torch.Tensor, energies: np.ndarray) 
     left, which the subnet then learns.
     """
     net = model.tile_net
+    index = np.arange(fields.shape[0]) if index is None else np.asarray(index)
     ntile = n_tiles(fields.shape[2:], model.focus)
-    X = fields.double().sum(dim=tuple(range(2, fields.dim()))).numpy()
+    X = _channel_sums(fields, index).numpy()
     A = np.column_stack([X, np.full(len(X), float(ntile))])
-    y = np.asarray(energies, dtype=np.float64)
+    y = np.asarray(energies, dtype=np.float64)[index]
     coef, *_ = np.linalg.lstsq(A, y, rcond=None)
     resid = (y - A @ coef) / ntile
     net.focus_weights.copy_(torch.from_numpy(coef[:-1]).to(net.focus_weights.dtype))
     net.offset.fill_(float(coef[-1]))
     net.scale.fill_(float(resid.std()) or 1.0)
+
+
+def _channel_sums(fields: torch.Tensor, index: np.ndarray, batch: int = 256) -> torch.Tensor:
+    """Per-channel pixel sums ``(len(index), C)`` in float64, a batch at a time (no copy of the data set)."""
+    out = []
+    for i in range(0, len(index), batch):
+        part = fields[torch.from_numpy(index[i : i + batch])].double()
+        out.append(part.sum(dim=tuple(range(2, part.dim()))))
+    return torch.cat(out)
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -189,7 +199,7 @@ def train(
         start = int(state["epoch"]) + 1
     else:
         if model.tile_net.baseline is not None:
-            fit_focus_baseline(model, fields[torch.from_numpy(tr)], energies[tr])
+            fit_focus_baseline(model, fields, energies, index=tr)
         else:
             offset, scale = fit_label_scaling(energies[tr], ntile)
             model.tile_net.offset.fill_(offset)
@@ -225,7 +235,7 @@ def train(
         if checkpoint is not None:
             _save_checkpoint(checkpoint, model, opt, sched, epoch, history, config)
     if config.refit_readout and start <= config.epochs:
-        refit_readout(model, fields[torch.from_numpy(tr)], energies[tr])
+        refit_readout(model, fields, energies, index=tr)
         row = {"epoch": config.epochs, "loss": None, "lr": 0.0, "refit": 1.0}
         if va.size:
             p = predict_batched(model, fields[va])
@@ -247,7 +257,9 @@ def _readout_layer(model: EDNN) -> torch.nn.Linear:
 
 
 @torch.no_grad()
-def refit_readout(model: EDNN, fields: torch.Tensor, energies: np.ndarray, batch_size: int = 512, ridge: float = 1e-10):
+def refit_readout(
+    model: EDNN, fields: torch.Tensor, energies: np.ndarray, batch_size: int = 512, ridge: float = 1e-10, index=None
+):
     """Solve the subnet's last linear layer by least squares on summed features.
 
     The prediction is ``sum_t [scale (w . phi_t + b) + offset]`` where
@@ -265,6 +277,8 @@ def refit_readout(model: EDNN, fields: torch.Tensor, energies: np.ndarray, batch
         Training fields ``(N, C, *spatial)``.
     energies : numpy.ndarray
         Their labels ``(N,)``.
+    index : array of int, optional
+        Use only these fields (avoids copying a training split).
     ridge : float
         Tikhonov regularisation relative to the mean diagonal of the normal matrix.
     """
@@ -274,11 +288,12 @@ def refit_readout(model: EDNN, fields: torch.Tensor, energies: np.ndarray, batch
     handle = layer.register_forward_pre_hook(lambda mod, inp: captured.append(inp[0].detach()))
     ntile = n_tiles(fields.shape[2:], model.focus)
     shared, model.halo_sharing = model.halo_sharing, False  # the hook needs the per-tile head
+    index = np.arange(fields.shape[0]) if index is None else np.asarray(index)
     try:
         rows = []
-        for i in range(0, fields.shape[0], batch_size):
+        for i in range(0, len(index), batch_size):
             captured.clear()
-            chunk = fields[i : i + batch_size]
+            chunk = fields[torch.from_numpy(index[i : i + batch_size])]
             model(chunk)
             # inference pads tile batches to a fixed size: keep the real tiles, which come first
             phi = torch.cat(captured)[: chunk.shape[0] * ntile].double().reshape(chunk.shape[0], ntile, -1).sum(1)
@@ -292,9 +307,9 @@ def refit_readout(model: EDNN, fields: torch.Tensor, energies: np.ndarray, batch
     k = phi.shape[1]
     cols = [phi, torch.full((phi.shape[0], 1), float(ntile), dtype=torch.float64)]
     if net.baseline is not None:  # the baseline weights are linear too: solve them jointly, in label units / scale
-        cols.append(fields.double().sum(dim=tuple(range(2, fields.dim()))) / scale)
+        cols.append(_channel_sums(fields, index) / scale)
     A = torch.cat(cols, dim=1)
-    y = (torch.from_numpy(np.asarray(energies, dtype=np.float64)) - ntile * offset) / scale
+    y = (torch.from_numpy(np.asarray(energies, dtype=np.float64)[index]) - ntile * offset) / scale
     # equilibrate columns so the ridge acts evenly, then solve the normal equations in float64
     norm = A.abs().max(0).values.clamp_min(1e-300)
     An = A / norm
