@@ -91,3 +91,13 @@ def test_sample_structure_kinds():
     assert ("C",) in kinds and ("B", "N") in kinds and ("B", "C", "N") in kinds
     with pytest.raises(ValueError, match="unknown dataset kind"):
         sample_structure("diamond", rng)
+
+
+def test_open_dataset_species_subset(tmp_path):
+    p = generate_dataset(tmp_path / "p.zarr", "porous-graphene", n=4, seed=1, block=2, workers=1, progress=False)
+    full, carbon = open_dataset(p), open_dataset(p, ("C",))
+    assert carbon["rasters"].shape == (4, 1, 360, 360) and carbon["attrs"]["species"] == ["C"]
+    np.testing.assert_array_equal(carbon["rasters"][:, 0], full["rasters"][:, 1])
+    h = generate_dataset(tmp_path / "h.zarr", "hexagonal", n=10, seed=3, block=10, workers=1, progress=False)
+    with pytest.raises(ValueError, match="contains species outside C"):
+        open_dataset(h, ("C",))
