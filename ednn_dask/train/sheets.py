@@ -40,10 +40,12 @@ SHEET_LAYERS: tuple[tuple[int, int, int], ...] = (
 )
 
 
-def build_sheet_model(focus: int = 40, context: int = 24, channels: int = 3, seed: int = 0) -> EDNN:
+def build_sheet_model(
+    focus: int = 40, context: int = 24, channels: int = 3, seed: int = 0, activation: str = "relu"
+) -> EDNN:
     """An untrained sheet EDNN with the VALID CNN subnet."""
     torch.manual_seed(seed)
-    sub = ConvSubnet(channels, focus + 2 * context, SHEET_LAYERS, dense=(128,), padding="valid")
+    sub = ConvSubnet(channels, focus + 2 * context, SHEET_LAYERS, dense=(128,), padding="valid", activation=activation)
     return EDNN(TileNet(sub, focus_baseline=(focus, context, channels)), focus, context)
 
 
@@ -167,12 +169,13 @@ def train_sheets(
     checkpoint: str | Path | None = None,
     resume: bool = False,
     species: Sequence[str] | None = None,
+    activation: str = "relu",
 ) -> tuple[EDNN, list[dict], dict]:
     """Train a sheet EDNN on a dataset written by ``ednn-dask dataset sheets``."""
     config = config or TrainConfig(epochs=20, batch_size=32, lr=1e-3, lr_final=1e-6)
     data = open_dataset(data_path, species)
     attrs = data["attrs"]
-    model = build_sheet_model(focus, context, channels=len(attrs["species"]), seed=config.seed)
+    model = build_sheet_model(focus, context, channels=len(attrs["species"]), seed=config.seed, activation=activation)
     t0 = time.perf_counter()
     history = train(
         model,
