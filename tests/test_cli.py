@@ -141,3 +141,18 @@ def test_training_reaches_paper_targets(tmp_path):
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["test"]["median_ae"] <= 1e-3
     assert rep["transfer"]["median_rel"] <= 1e-4
+
+
+def test_sheet_demo_runs_dask_and_checks_reference():
+    r = run("demo", "sheet", "--size-um", "0.005")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert any("dashboard http://127.0.0.1:" in line for line in lines)
+    edn = [line for line in lines if line.startswith("EDNN (")][0]
+    ref = [line for line in lines if line.startswith("Tersoff reference")][0]
+    e_ednn = float(edn.split(":")[1].split("eV")[0].replace(",", ""))
+    e_ref = float(ref.split(":")[1].split("eV")[0].replace(",", ""))
+    err = float(ref.split("error")[1].split("meV")[0])
+    n_atoms = int(lines[0].split("nm,")[1].split("atoms")[0].replace(",", ""))
+    assert err == pytest.approx((e_ednn - e_ref) / n_atoms * 1e3, abs=0.05)
+    assert abs(err) < 200  # out-of-domain for the hexagonal model (holes), but the right energy scale
