@@ -190,3 +190,22 @@ def test_evaluate_cli_json_and_errors(tmp_path, small_model, field):
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "o.zarr").exists()
     r = subprocess.run([*cli, tmp_path / "none.zarr", "--json"], capture_output=True, text=True)
     assert r.returncode == 2 and "not found" in r.stderr
+
+
+@pytest.mark.parametrize("chunk", [16, 24, 1000])
+def test_halo_sharing_equals_per_tile(tmp_path, small_model, field, chunk):
+    src = write_raster(tmp_path / "r.zarr", field)
+    per_tile = evaluate(src, small_model, chunk=chunk, out=tmp_path / "a.zarr")
+    shared = evaluate(src, small_model, chunk=chunk, out=tmp_path / "b.zarr", halo_sharing=True)
+    assert shared.extra["halo_sharing"] and not per_tile.extra["halo_sharing"]
+    a = zarr.open_group(str(tmp_path / "a.zarr"), mode="r")["tiles"][:]
+    b = zarr.open_group(str(tmp_path / "b.zarr"), mode="r")["tiles"][:]
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+    assert shared.total == pytest.approx(per_tile.total, rel=1e-6)
+
+
+def test_halo_sharing_refused_for_dense_models(tmp_path):
+    from ednn_dask.models import get_model
+
+    with pytest.raises(Exception, match="no VALID conv subnet"):
+        get_model("ising").halo_shared()

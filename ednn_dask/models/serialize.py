@@ -241,6 +241,36 @@ class LoadedModel:
     def name(self) -> str:
         return str(self.metadata.get("name", Path(self.source).stem))
 
+    def halo_shared(self) -> EDNN:
+        """An EDNN that evaluates whole chunks with halo sharing, rebuilt from the file.
+
+        Possible when the metadata describes a VALID conv subnet whose total
+        stride divides the focus: the subnet is rebuilt from its ``subnet``
+        spec and loaded with the exported network's own weights (strictly:
+        every tensor must match). Results equal per-tile evaluation up to
+        float32 summation order.
+
+        Raises
+        ------
+        ModelFileError
+            If the model does not allow it.
+        """
+        from ..nn import TileNet, build_subnet
+
+        meta = self.metadata
+        spec = meta.get("subnet") or {}
+        if spec.get("type") != "conv" or spec.get("padding") != "valid":
+            raise ModelFileError(f"model {self.name!r} has no VALID conv subnet: halo sharing is not exact for it")
+        scaling = meta.get("label_scaling", {})
+        baseline = (meta["focus"], meta["context"], meta["channels"]) if "focus_baseline" in scaling else None
+        net = TileNet(build_subnet(spec), focus_baseline=baseline)
+        source = self.ednn.tile_net
+        source = getattr(source, "fn", source)
+        net.load_state_dict(source.state_dict(), strict=True)
+        if not net.supports_halo_sharing(meta["focus"]):
+            raise ModelFileError(f"model {self.name!r}: focus is not a multiple of the subnet's stride")
+        return EDNN(net.eval(), meta["focus"], meta["context"], halo_sharing=True).eval()
+
     @torch.no_grad()
     def predict(self, fields: torch.Tensor, per_tile: bool = False, batch_size: int = 256) -> torch.Tensor:
         """Totals (float64) or per-tile maps of ``(B, C, *spatial)`` fields."""
