@@ -73,8 +73,8 @@ def porous_graphene_arrays(
     Parameters
     ----------
     size_xy : (float, float)
-        Requested size in Å; rounded to whole units (``a`` along x,
-        ``a√3`` along y).
+        Requested size in Å; rounded to whole 60-atom cells (``5a`` along x,
+        ``3a√3`` along y).
     holes_per_nm2 : float
         Mean hole density; the default, 2.5 holes per 37.5 Å × 39.0 Å, is the
         mean of the porous-graphene training cells.
@@ -85,8 +85,10 @@ def porous_graphene_arrays(
         :func:`ednn_dask.systems.sheets.thermal_displacements`.
     """
     rng = np.random.default_rng(seed)
-    nx = max(1, int(round(size_xy[0] / a)))
-    ny = max(1, int(round(size_xy[1] / (a * _SQ3))))
+    # whole 60-atom cells (5 x 3 units): the sheet is then a whole number of 40-px focus regions
+    # at the bundled models' spacing
+    nx = 5 * max(1, int(round(size_xy[0] / (5 * a))))
+    ny = 3 * max(1, int(round(size_xy[1] / (3 * a * _SQ3))))
     Lx, Ly = nx * a, ny * a * _SQ3
     pos = honeycomb_arrays(nx, ny, a)
     keep = np.ones(pos.shape[0], bool)
