@@ -8,7 +8,7 @@ from ase import Atoms
 
 from ._gaussian import GAMMA, RasterGrid, rasterize
 
-__all__ = ["StructureError", "grid_for_atoms", "raster_from_atoms", "CHANNEL_MODES"]
+__all__ = ["StructureError", "check_sheet_cell", "grid_for_atoms", "raster_from_atoms", "CHANNEL_MODES"]
 
 #: "species": one channel per element, peaks of height Z;
 #: "z": the paper's single channel, sum over atoms of Z-weighted Gaussians.
@@ -19,15 +19,8 @@ class StructureError(ValueError):
     """A structure that the rasterizer or a model cannot represent."""
 
 
-def grid_for_atoms(atoms: Atoms, spacing_yx: Sequence[float], tolerance: float = 1e-3) -> RasterGrid:
-    """Pixel grid of a periodic orthorhombic sheet at a fixed spacing.
-
-    Raises
-    ------
-    StructureError
-        If the cell is not periodic in x and y, not orthorhombic in-plane, or
-        not an integer number of pixels (within ``tolerance`` pixels).
-    """
+def check_sheet_cell(atoms: Atoms) -> np.ndarray:
+    """Refuse empty structures and cells that are not periodic in x, y or not orthorhombic; return the cell."""
     if len(atoms) == 0:
         raise StructureError("structure has no atoms")
     if not (atoms.pbc[0] and atoms.pbc[1]):
@@ -39,6 +32,19 @@ def grid_for_atoms(atoms: Atoms, spacing_yx: Sequence[float], tolerance: float =
             "cell is not orthorhombic (the rasterizer needs a cell with axes along x, y, z); "
             f"cell = {cell.round(4).tolist()}"
         )
+    return cell
+
+
+def grid_for_atoms(atoms: Atoms, spacing_yx: Sequence[float], tolerance: float = 1e-3) -> RasterGrid:
+    """Pixel grid of a periodic orthorhombic sheet at a fixed spacing.
+
+    Raises
+    ------
+    StructureError
+        If the cell is not periodic in x and y, not orthorhombic in-plane, or
+        not an integer number of pixels (within ``tolerance`` pixels).
+    """
+    cell = check_sheet_cell(atoms)
     try:
         return RasterGrid.for_cell((cell[0, 0], cell[1, 1]), spacing_yx, tolerance)
     except ValueError as exc:

@@ -145,15 +145,11 @@ def load_atoms(path: str | os.PathLike) -> AtomsArrays:
             raise StructureError(f"{path} is not an ednn-dask atoms .npz ({exc})") from None
     import ase.io
 
-    from ..raster import grid_for_atoms  # noqa: F401  (validation happens at rasterization)
+    from ..raster._atoms import check_sheet_cell
 
     try:
         atoms = ase.io.read(path)
     except Exception as exc:
         raise StructureError(f"cannot read a structure from {path} ({type(exc).__name__}: {exc})") from None
-    cell = np.asarray(atoms.cell)
-    if not (atoms.pbc[0] and atoms.pbc[1]):
-        raise StructureError(f"cell must be periodic in x and y (pbc={atoms.pbc.tolist()})")
-    if np.abs(cell - np.diag(np.diag(cell))).max() > 1e-6:
-        raise StructureError("cell is not orthorhombic")
+    cell = check_sheet_cell(atoms)
     return AtomsArrays(atoms.positions, atoms.numbers, (cell[0, 0], cell[1, 1]))
