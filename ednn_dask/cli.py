@@ -318,44 +318,70 @@ def _cmd_rasterize(args) -> int:
     return 0
 
 
+def _sigterm_as_interrupt() -> None:
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def _cmd_evaluate(args) -> int:
+    import contextlib
     import shutil
 
+    from .cluster import ClusterError, cluster_spec, job_script, local_cluster, start_cluster, use_profile
     from .evaluate import EvaluationError, evaluate
 
-    if args.scheduler != "local":
-        raise UserError(f"--scheduler {args.scheduler} is not available in this release; use the default local cluster")
-    if args.nodes:
-        raise UserError("--nodes needs --scheduler slurm or pbs")
-    if not Path(args.sheet).exists():
-        raise UserError(f"sheet not found: {args.sheet}")
-    out = Path(args.out) if args.out else None
-    if out is not None and out.exists() and not args.overwrite:
-        raise UserError(f"{out} exists; remove it or pass --overwrite")
-    if out is not None and out.exists():
-        shutil.rmtree(out)
-    client = cluster = None
-    try:
-        if args.workers != 0:
-            from distributed import Client, LocalCluster
-
-            workers = args.workers or max(1, (os.cpu_count() or 1) // max(1, args.threads))
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=args.threads, processes=True,
-                                   dashboard_address="127.0.0.1:0", host="127.0.0.1",
-                                   env={"OMP_NUM_THREADS": str(args.threads)})
-            client = Client(cluster)
-            if not args.json:
-                print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+    overrides = {k: getattr(args, k) for k in ("cores", "memory", "walltime", "queue", "account")}
+    with use_profile(args.profile) as profile:
+        scheduler = args.scheduler or profile.get("ednn", {}).get("cluster", {}).get("scheduler") or "local"
+        spec = None
         try:
-            res = evaluate(args.sheet, args.model, client=client, chunk=args.chunk, out=out,
-                           progress=not args.json and not args.quiet, halo_sharing=args.halo_sharing or None)
-        except EvaluationError as exc:
+            if scheduler != "local":
+                spec = cluster_spec(scheduler, args.nodes, args.profile, **overrides)
+            elif args.nodes or args.dry_run or any(v is not None for v in overrides.values()):
+                raise UserError("--nodes, --dry-run and job settings need --scheduler slurm or pbs (or a batch --profile)")
+            if args.dry_run:
+                print(job_script(spec), end="")
+                return 0
+        except ClusterError as exc:
             raise UserError(str(exc)) from None
-    finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        if not Path(args.sheet).exists():
+            raise UserError(f"sheet not found: {args.sheet}")
+        out = Path(args.out) if args.out else None
+        if out is not None and out.exists() and not args.overwrite:
+            raise UserError(f"{out} exists; remove it or pass --overwrite")
+        if out is not None and out.exists():
+            shutil.rmtree(out)
+
+        def log(msg):
+            if not args.json:
+                print(msg, file=sys.stderr)
+
+        _sigterm_as_interrupt()  # batch systems and `kill` send SIGTERM: cancel jobs as for Ctrl-C
+        if spec is not None:
+            cm = start_cluster(spec, log=log)
+        elif args.workers != 0:
+            cm = local_cluster(args.workers, args.threads)
+        else:
+            cm = contextlib.nullcontext()
+        try:
+            with cm as client:
+                if client is not None and spec is None:
+                    log(f"Dask dashboard: {client.dashboard_link}")
+                res = evaluate(args.sheet, args.model, client=client, chunk=args.chunk, out=out,
+                               progress=not args.json and not args.quiet, halo_sharing=args.halo_sharing or None)
+        except (EvaluationError, ClusterError) as exc:
+            raise UserError(str(exc)) from None
+        except KeyboardInterrupt:
+            if out is not None:
+                print("ednn-dask: interrupted; finished chunks are kept, re-run the same command to resume",
+                      file=sys.stderr)
+            raise
     if args.png:
         if out is None:
             raise UserError("--png needs --out (the tile map is read from it)")
@@ -394,11 +420,10 @@ def _demo_sheet(args) -> int:
         path = save_atoms_npz(atoms, Path(tmp) / "sheet.npz")
         Lx, Ly = atoms.lengths_xy
         print(f"porous graphene sheet: {Lx / 10:.1f} x {Ly / 10:.1f} nm, {atoms.numbers.size:,} atoms (seed {args.seed})")
-        from distributed import Client, LocalCluster
+        from .cluster import local_cluster
 
         workers = max(1, os.cpu_count() or 1)
-        with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address="127.0.0.1:0",
-                          host="127.0.0.1") as cluster, Client(cluster) as client:
+        with local_cluster(workers, 1) as client:
             print(f"LocalCluster: {workers} workers x 1 thread; dashboard {client.dashboard_link}")
             res = evaluate(path, model, client=client, progress=True)
         print(f"EDNN ({res.model}): {res.total:,.3f} eV = {res.per_atom:.5f} eV/atom")
@@ -489,8 +514,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="evaluate a model over a large sheet with Dask")
     ev.add_argument("sheet", help="Zarr raster (ednn-dask rasterize) or a structure file rasterized on the fly")
     ev.add_argument("--model", help="bundled model name or file (default: ednn.evaluate.model, hexagonal-sheet)")
-    ev.add_argument("--scheduler", choices=["local", "slurm", "pbs"], default="local")
-    ev.add_argument("--nodes", type=int, default=None, help="batch jobs (slurm/pbs)")
+    ev.add_argument("--scheduler", choices=["local", "slurm", "pbs"], default=None,
+                    help="local (default) LocalCluster, or a batch cluster through dask-jobqueue")
+    ev.add_argument("--profile", help="cluster profile: bundled name (cluster/*.yaml) or YAML path")
+    ev.add_argument("--nodes", type=int, default=None, help="batch jobs, one per node (slurm/pbs)")
+    ev.add_argument("--cores", type=int, default=None, help="cores per job (overrides the profile)")
+    ev.add_argument("--memory", default=None, help="memory per job, e.g. 120GB (overrides the profile)")
+    ev.add_argument("--walltime", default=None, help="job walltime, e.g. 01:00:00 (overrides the profile)")
+    ev.add_argument("--queue", default=None, help="partition / queue (overrides the profile)")
+    ev.add_argument("--account", default=None, help="account / project (overrides the profile)")
+    ev.add_argument("--dry-run", action="store_true", help="print the job script that would be submitted and exit")
     ev.add_argument("--workers", type=int, default=None,
                     help="local worker processes (default: cores / threads; 0 = no cluster, threads in-process)")
     ev.add_argument("--threads", type=int, default=1, help="threads per worker")

@@ -1,6 +1,7 @@
 """Structures, the Tersoff reference and sheet datasets."""
 import numpy as np
 import pytest
+from ase import Atoms
 
 from ednn_dask.data.sheets import SHEET_SPACING, generate_dataset, open_dataset, sample_structure
 from ednn_dask.reference import tersoff_energy
@@ -45,7 +46,28 @@ def test_modifiers_keep_plane_and_counts():
     L = g.cell.lengths()
     delta -= L * np.round(delta / L)  # wrapped atoms: minimum image
     rms = np.sqrt(np.mean(np.sum(delta**2, 1)))
-    assert 0.05 < rms < 0.2
+    assert 0.03 < rms < 0.042  # sqrt(2 kT / 137 eV/Å²) = 0.0355 Å at 1000 K
+
+
+@pytest.mark.parametrize("species", [("C", "C"), ("B", "N")])
+def test_einstein_constants_are_the_potentials_curvature(species):
+    g = S.hexagonal_sheet(species=species)
+    e0, u = tersoff_energy(g), 0.01
+    for i in (0, 1):
+        moved = g.copy()
+        moved.positions[i, 0] += u
+        k = 2 * (tersoff_energy(moved) - e0) / u**2
+        assert k == pytest.approx(S.EINSTEIN_K[g.get_chemical_symbols()[i]], rel=0.03)
+
+
+def test_thermal_energy_is_near_equipartition():
+    # uncorrelated displacements with the single-atom curvature: mean excess energy ~ kT per atom
+    g, rng = S.supercell(S.hexagonal_sheet(), 2, 2), np.random.default_rng(5)
+    e0, kT = tersoff_energy(g), 8.617333262e-5 * 1000
+    excess = np.mean([tersoff_energy(S.thermal_displacements(g, 1000, rng)) - e0 for _ in range(5)]) / len(g)
+    assert 0.8 * kT < excess < 1.3 * kT
+    with pytest.raises(ValueError, match="Einstein"):
+        S.thermal_displacements(Atoms("Si", cell=[3, 3, 20], pbc=True), 300, rng)
 
 
 def test_porous_graphene_has_holes_and_no_dangling_atoms():

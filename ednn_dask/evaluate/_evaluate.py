@@ -202,6 +202,11 @@ def evaluate(
     path = resolve_model(model)
     ref = ModelRef.from_path(path)
     loaded = cached_model(ref)
+    if client is not None:
+        from ..cluster import EDNNWorkerPlugin
+
+        # every worker, including ones that join or restart later: torch threads + the model preloaded
+        client.register_plugin(EDNNWorkerPlugin(ref, Path(path).read_bytes()))
     meta = loaded.metadata
     f, c = int(meta["focus"]), int(meta["context"])
     shared = bool(config.get("evaluate.halo-sharing", halo_sharing))

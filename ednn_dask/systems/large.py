@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..raster._zarr import AtomsArrays
-from .sheets import A_LATTICE
+from .sheets import A_LATTICE, EINSTEIN_K
 
 __all__ = ["honeycomb_arrays", "porous_graphene_arrays", "save_atoms_npz", "load_atoms"]
 
@@ -65,7 +65,7 @@ def porous_graphene_arrays(
     holes_per_nm2: float = 0.171,
     radius: tuple[float, float] = (1.5, 5.0),
     temperature: float = 1000.0,
-    k_spring: float = 25.0,
+    k_spring: float | None = None,
     a: float = A_LATTICE,
 ) -> AtomsArrays:
     """A large porous graphene sheet.
@@ -116,7 +116,8 @@ def porous_graphene_arrays(
         keep &= ~bad
     pos = pos[keep]
     kT = 8.617333262e-5 * temperature
-    pos += rng.normal(0.0, np.sqrt(kT / k_spring), pos.shape)
+    k = EINSTEIN_K["C"] if k_spring is None else float(k_spring)
+    pos += rng.normal(0.0, np.sqrt(kT / k), pos.shape)
     pos %= np.array([Lx, Ly])
     return AtomsArrays(pos, np.full(pos.shape[0], 6, np.int16), (Lx, Ly))
 

@@ -20,10 +20,16 @@ __all__ = [
     "heterostructure_stripes",
     "porous_graphene",
     "thermal_displacements",
+    "EINSTEIN_K",
 ]
 
 #: Lattice constant of the hexagonal cells, in Å (paper: 2.5 Å for graphene and hBN alike).
 A_LATTICE = 2.5
+#: In-plane Einstein spring constants in eV/Å²: the curvature of the Tersoff B/C/N energy when one
+#: atom of the pristine sheet moves in-plane with all others fixed (C in graphene, B and N in hBN;
+#: measured with 0.01–0.02 Å finite differences, re-measured in ``tests/test_sheets.py``). With these
+#: the mean potential energy per atom at temperature T is close to equipartition, kT.
+EINSTEIN_K = {"C": 137.0, "B": 91.0, "N": 74.5}
 #: Cell height along z, in Å; sheets are planar so this only needs to exceed the potential's cutoff.
 VACUUM = 20.0
 
@@ -153,16 +159,33 @@ def _prune_dangling(atoms: Atoms, bond: float = 1.7) -> Atoms:
     return atoms
 
 
-def thermal_displacements(atoms: Atoms, temperature: float, rng: np.random.Generator, k_spring: float = 25.0) -> Atoms:
+def thermal_displacements(
+    atoms: Atoms, temperature: float, rng: np.random.Generator, k_spring: float | None = None
+) -> Atoms:
     """In-plane Gaussian displacements of an Einstein solid at ``temperature``.
 
-    Each atom moves by ``N(0, kT / k_spring)`` along x and y (z stays 0: the
-    2-D raster cannot see out-of-plane motion). ``k_spring`` in eV/Å² is the
-    Einstein spring constant; 25 eV/Å² gives an rms in-plane displacement of
-    ~0.08 Å at 1000 K, comparable with graphene's.
+    Each atom moves by ``N(0, kT / k)`` along x and y (z stays 0: the 2-D
+    raster cannot see out-of-plane motion).
+
+    Parameters
+    ----------
+    k_spring : float, optional
+        Einstein spring constant in eV/Å² for every atom. By default each
+        atom uses :data:`EINSTEIN_K` of its species, the potential's own
+        single-atom curvature, so the sampled potential energy per atom is
+        ≈ kT (0.086 eV at 1000 K; rms displacement 0.035 Å for C). A softer
+        spring is unphysical: 25 eV/Å² gives 0.45 eV/atom at 1000 K.
     """
     kT = 8.617333262e-5 * temperature
+    if k_spring is None:
+        symbols = atoms.get_chemical_symbols()
+        unknown = sorted(set(symbols) - set(EINSTEIN_K))
+        if unknown:
+            raise ValueError(f"no Einstein spring constant for {', '.join(unknown)}; pass k_spring")
+        k = np.array([EINSTEIN_K[s] for s in symbols])[:, None]
+    else:
+        k = float(k_spring)
     out = atoms.copy()
-    out.positions[:, :2] += rng.normal(0.0, np.sqrt(kT / k_spring), (len(out), 2))
+    out.positions[:, :2] += rng.normal(0.0, 1.0, (len(out), 2)) * np.sqrt(kT / k)
     out.wrap()
     return out
