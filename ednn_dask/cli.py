@@ -318,7 +318,12 @@ def _cmd_rasterize(args) -> int:
     return 0
 
 
-def _sigterm_as_interrupt() -> None:
+def _interrupt_on_signals() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, so jobs are cancelled and partial results kept.
+
+    SIGINT is set explicitly: a process started in the background of a
+    non-interactive shell inherits it ignored, and batch systems send SIGTERM.
+    """
     import signal
     import threading
 
@@ -326,10 +331,20 @@ def _sigterm_as_interrupt() -> None:
         raise KeyboardInterrupt
 
     if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, handler)
 
 
 def _cmd_evaluate(args) -> int:
+    from .cluster import ClusterError
+
+    try:
+        return _evaluate_cli(args)
+    except ClusterError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _evaluate_cli(args) -> int:
     import contextlib
     import shutil
 
@@ -362,7 +377,7 @@ def _cmd_evaluate(args) -> int:
             if not args.json:
                 print(msg, file=sys.stderr)
 
-        _sigterm_as_interrupt()  # batch systems and `kill` send SIGTERM: cancel jobs as for Ctrl-C
+        _interrupt_on_signals()
         if spec is not None:
             cm = start_cluster(spec, log=log)
         elif args.workers != 0:
@@ -547,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     di.set_defaults(func=_cmd_dataset_ising)
 
     dsh = dss.add_parser("sheets", help="sheet structures, rasters and Tersoff energies (Zarr v3)")
-    dsh.add_argument("--kind", choices=["hexagonal", "porous-graphene"], default="hexagonal")
+    dsh.add_argument("--kind", choices=["hexagonal", "hexagonal-alloy", "porous-graphene"], default="hexagonal")
     dsh.add_argument("--n", type=int, default=20000)
     dsh.add_argument("--seed", type=int, default=1)
     dsh.add_argument("--block", type=int, default=100, help="structures per resumable block")

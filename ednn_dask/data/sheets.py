@@ -43,17 +43,21 @@ __all__ = ["SHEET_SPACING", "SPECIES", "KINDS", "sample_structure", "generate_da
 #: so the 60-atom 5 × 3 cell is 120 × 120 pixels (about 9.5 px/Å).
 SHEET_SPACING = (S.A_LATTICE * np.sqrt(3.0) / 40.0, S.A_LATTICE / 24.0)
 SPECIES = ("B", "C", "N")
-KINDS = ("hexagonal", "porous-graphene")
-_MAX_ATOMS = {"hexagonal": 60, "porous-graphene": 540}
-_T_RANGE = {"hexagonal": (100.0, 1000.0), "porous-graphene": (1000.0, 1000.0)}
+KINDS = ("hexagonal", "hexagonal-alloy", "porous-graphene")
+_MAX_ATOMS = {"hexagonal": 60, "hexagonal-alloy": 60, "porous-graphene": 540}
+_T_RANGE = {"hexagonal": (100.0, 1000.0), "hexagonal-alloy": (100.0, 1000.0), "porous-graphene": (1000.0, 1000.0)}
 
 
 def sample_structure(kind: str, rng: np.random.Generator) -> Atoms:
     """One random structure of a dataset ``kind``.
 
-    ``"hexagonal"``: the paper's 60-atom cell as graphene, hBN, graphene/hBN
-    stripes or randomly B/N-substituted graphene, a third of them with one or
-    two vacancies, displaced at a random temperature in 100–1000 K.
+    ``"hexagonal"`` (the paper's hexagonal set: graphene, hBN and their
+    heterostructures, with and without missing atoms): the 60-atom cell as
+    graphene, hBN or graphene/hBN stripes, a third of them with one or two
+    vacancies, displaced at a random temperature in 100–1000 K.
+    ``"hexagonal-alloy"``: as ``"hexagonal"`` but a quarter of the cells are
+    graphene with 5–50 % of the atoms randomly replaced by B/N (B–B and N–N
+    bonds included), a much larger chemical space than the paper's.
     ``"porous-graphene"``: a 540-site graphene cell with random holes at 1000 K.
     """
     if kind not in KINDS:
@@ -62,8 +66,8 @@ def sample_structure(kind: str, rng: np.random.Generator) -> Atoms:
     T = rng.uniform(lo, hi)
     if kind == "porous-graphene":
         atoms = S.porous_graphene(rng=rng)
-    elif kind == "hexagonal":
-        flavour = rng.integers(4)
+    else:
+        flavour = rng.integers(4 if kind == "hexagonal-alloy" else 3)
         if flavour == 0:
             atoms = S.hexagonal_sheet(species=("C", "C"))
         elif flavour == 1:
