@@ -211,6 +211,7 @@ def start_cluster(spec: ClusterSpec, plugin=None, log=None) -> Iterator[Any]:
             ) from None
         yield client
     finally:
+        _quiet_shutdown()
         if client is not None:
             client.close()
         if cluster is not None:
@@ -225,6 +226,13 @@ def start_cluster(spec: ClusterSpec, plugin=None, log=None) -> Iterator[Any]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _quiet_shutdown() -> None:
+    # the scheduler logs the cancelled feed of a finished progress bar as an ERROR on close
+    import logging
+
+    logging.getLogger("distributed.scheduler").setLevel(logging.CRITICAL)
+
+
 @contextlib.contextmanager
 def local_cluster(workers: int | None = None, threads: int = 1, plugin=None) -> Iterator[Any]:
     """A ``LocalCluster`` sized to this machine (workers × threads ≤ cores), loopback only."""
@@ -236,4 +244,7 @@ def local_cluster(workers: int | None = None, threads: int = 1, plugin=None) -> 
                       env={"OMP_NUM_THREADS": str(threads)}) as cluster, Client(cluster) as client:
         if plugin is not None:
             client.register_plugin(plugin)
-        yield client
+        try:
+            yield client
+        finally:
+            _quiet_shutdown()
