@@ -49,3 +49,35 @@ def test_not_offered_where_inexact():
     assert not EDNN(TileNet(valid), 6, 8).halo_sharing  # 6 is not a multiple of the stride 4
     with pytest.raises(ValueError, match="halo_sharing=True needs"):
         EDNN(TileNet(valid), 6, 8, halo_sharing=True)
+
+
+def test_bf16_touches_only_the_subnet():
+    torch.manual_seed(3)
+    f, c = 8, 4
+    sub = ConvSubnet(3, f + 2 * c, [(4, 3, 2), (6, 3, 1)], dense=(8,), padding="valid")
+    net = TileNet(sub, offset=-2.0, scale=0.0, focus_baseline=(f, c, 3)).eval()
+    net.focus_weights.copy_(torch.tensor([-7.4, -3.1, 1.7]))
+    model = EDNN(net, f, c, halo_sharing=True).eval()
+    x = torch.rand(2, 3, 40, 48) * 5
+    with torch.no_grad():
+        ref = model(x)
+        net.autocast_dtype = torch.bfloat16
+        low = model(x)
+    # scale 0: only offset + baseline remain, which bf16 must leave exactly as in float32
+    torch.testing.assert_close(low, ref, rtol=1e-12, atol=0)
+    net.scale.fill_(1.0)
+    with torch.no_grad():
+        low = model(x)
+        net.autocast_dtype = None
+        ref = model(x)
+    assert not torch.equal(low, ref)  # the subnet did run in bf16
+    torch.testing.assert_close(low, ref, rtol=0, atol=0.05 * float(ref.abs().max()))
+
+
+def test_bf16_needs_halo_sharing(tmp_path):
+    import numpy as np
+
+    from ednn_dask.evaluate import EvaluationError, evaluate
+
+    with pytest.raises(EvaluationError, match="bf16 needs halo sharing"):
+        evaluate(np.ones((3, 120, 120), np.float32), "hexagonal-sheet", bf16=True)

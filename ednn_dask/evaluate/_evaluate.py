@@ -159,6 +159,7 @@ def evaluate(
     progress: bool = False,
     n_atoms: int | None = None,
     halo_sharing: bool | None = None,
+    bf16: bool | None = None,
 ) -> EvaluationResult:
     """Evaluate an EDNN over a large raster with Dask.
 
@@ -186,6 +187,11 @@ def evaluate(
         metadata allow it; about 3x faster for the bundled sheet model). The
         results then depend on the chunking at float32 round-off (~1e-7
         relative), so it is off by default (``ednn.evaluate.halo-sharing``).
+    bf16 : bool, optional
+        Run the conv stack under bfloat16 autocast (needs ``halo_sharing``;
+        label scaling, baseline and the float64 total stay exact). Faster on
+        CPUs with AMX, at a cost in accuracy reported in ``docs/evaluate.md``;
+        off by default (``ednn.evaluate.bf16``).
 
     Returns
     -------
@@ -210,6 +216,9 @@ def evaluate(
     meta = loaded.metadata
     f, c = int(meta["focus"]), int(meta["context"])
     shared = bool(config.get("evaluate.halo-sharing", halo_sharing))
+    low = bool(config.get("evaluate.bf16", bf16))
+    if low and not shared:
+        raise EvaluationError("bf16 needs halo sharing (--halo-sharing): the exported per-tile program runs in float32")
     if shared:
         from ..models import ModelFileError
 
@@ -256,7 +265,7 @@ def evaluate(
             from ..tiles import periodic_pad
 
             block = periodic_pad(torch.from_numpy(np.asarray(block, np.float32)), c, 2).numpy()
-        res = block_contributions(block, ref, shared)
+        res = block_contributions(block, ref, shared, low)
         if store is not None and loc is not None:
             store.write(loc[1], loc[2], res)
         return res
@@ -302,7 +311,8 @@ def evaluate(
         units=meta.get("target", {}).get("units", ""),
         n_atoms=int(n_atoms) if n_atoms else None,
         out=str(out) if out is not None else None,
-        extra={"chunks": [list(arr.chunks[1]), list(arr.chunks[2])], "focus": f, "context": c, "halo_sharing": shared},
+        extra={"chunks": [list(arr.chunks[1]), list(arr.chunks[2])], "focus": f, "context": c, "halo_sharing": shared,
+               "bf16": low},
     )
 
 

@@ -241,8 +241,11 @@ class LoadedModel:
     def name(self) -> str:
         return str(self.metadata.get("name", Path(self.source).stem))
 
-    def halo_shared(self) -> EDNN:
+    def halo_shared(self, bf16: bool = False) -> EDNN:
         """An EDNN that evaluates whole chunks with halo sharing, rebuilt from the file.
+
+        ``bf16=True`` runs the conv stack and head under bfloat16 autocast
+        (label scaling, baseline and the float64 total are unaffected).
 
         Possible when the metadata describes a VALID conv subnet whose total
         stride divides the focus: the subnet is rebuilt from its ``subnet``
@@ -267,6 +270,7 @@ class LoadedModel:
         source = self.ednn.tile_net
         source = getattr(source, "fn", source)
         net.load_state_dict(source.state_dict(), strict=True)
+        net.autocast_dtype = torch.bfloat16 if bf16 else None
         if not net.supports_halo_sharing(meta["focus"]):
             raise ModelFileError(f"model {self.name!r}: focus is not a multiple of the subnet's stride")
         return EDNN(net.eval(), meta["focus"], meta["context"], halo_sharing=True).eval()

@@ -48,8 +48,17 @@ class TileNet(nn.Module):
         self.register_buffer("offset", torch.tensor(float(offset)))
         self.register_buffer("scale", torch.tensor(float(scale)))
         self.baseline = focus_baseline
+        #: ``torch.bfloat16`` runs the subnet (only) under CPU autocast; label scaling,
+        #: baseline and sums stay float32 (set on inference copies, never saved)
+        self.autocast_dtype: torch.dtype | None = None
         if focus_baseline is not None:
             self.register_buffer("focus_weights", torch.zeros(int(focus_baseline[2])))
+
+    def _run_subnet(self, fn, *args) -> torch.Tensor:
+        if self.autocast_dtype is None:
+            return fn(*args)
+        with torch.autocast("cpu", dtype=self.autocast_dtype):
+            return fn(*args).float()
 
     def focus_sums(self, tiles: torch.Tensor) -> torch.Tensor:
         """``(N, C)`` pixel sums of each tile's focus region."""
@@ -57,7 +66,7 @@ class TileNet(nn.Module):
         return tiles[:, :, c : c + f, c : c + f].sum((2, 3))
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
-        out = self.subnet(tiles) * self.scale + self.offset
+        out = self._run_subnet(self.subnet, tiles) * self.scale + self.offset
         if self.baseline is not None:
             out = out + self.focus_sums(tiles) @ self.focus_weights
         return out
@@ -69,7 +78,7 @@ class TileNet(nn.Module):
 
     def forward_shared(self, padded: torch.Tensor, focus: int) -> torch.Tensor:
         """``(B, n_y, n_x)`` contributions of a padded 2-D field (see ``ConvSubnet.forward_shared``)."""
-        out = self.subnet.forward_shared(padded, focus) * self.scale + self.offset
+        out = self._run_subnet(self.subnet.forward_shared, padded, focus) * self.scale + self.offset
         if self.baseline is not None:
             f, c, ch = self.baseline
             inner = padded[:, :, c : padded.shape[2] - c, c : padded.shape[3] - c]

@@ -1,0 +1,63 @@
+"""bfloat16 autocast vs float32 for a trained sheet model: accuracy cost and speed, in one run.
+
+    python benchmarks/bench_bf16.py [--model hexagonal-sheet] [--test runs/hex_test.zarr] [--n 500] [--size 1200]
+
+Accuracy: the held-out cells (``ednn-dask dataset sheets`` format) are predicted
+with halo sharing in float32 and in bf16; prints both MAEs against the
+reference (meV/atom) and the bf16-vs-fp32 difference. Speed: the median of
+``--repeats`` evaluations of one ``--size``² random raster with each precision.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from ednn_dask.data.sheets import open_dataset
+from ednn_dask.models import get_model
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="hexagonal-sheet")
+    p.add_argument("--test", default="runs/hex_test.zarr")
+    p.add_argument("--n", type=int, default=500)
+    p.add_argument("--size", type=int, default=1200)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    loaded = get_model(args.model)
+    species = loaded.metadata["input"].get("species")
+    data = open_dataset(args.test, species)
+    x = torch.from_numpy(np.ascontiguousarray(data["rasters"][: args.n]))
+    ref, n_at = data["energies"][: args.n], data["n_atoms"][: args.n]
+    fp32, bf16 = loaded.halo_shared(), loaded.halo_shared(bf16=True)
+    with torch.no_grad():
+        e32 = np.concatenate([fp32(x[i : i + 50]).double().numpy() for i in range(0, len(x), 50)])
+        e16 = np.concatenate([bf16(x[i : i + 50]).double().numpy() for i in range(0, len(x), 50)])
+    mae = lambda e: float(np.mean(np.abs(e - ref) / n_at) * 1000)  # noqa: E731
+    diff = np.abs(e16 - e32) / n_at * 1000
+    print(f"{args.model} on {len(x)} held-out cells: MAE fp32 {mae(e32):.3f}, bf16 {mae(e16):.3f} meV/atom; "
+          f"|bf16 - fp32| mean {diff.mean():.3f}, max {diff.max():.3f} meV/atom")
+    c, f = loaded.metadata["context"], loaded.metadata["focus"]
+    side = args.size // f * f
+    field = torch.rand(1, x.shape[1], side + 2 * c, side + 2 * c) * float(x.max())
+    times = {}
+    for name, model in (("fp32", fp32), ("bf16", bf16)):
+        with torch.no_grad():
+            model.contributions_from_padded(field)  # warm-up
+            ts = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                model.contributions_from_padded(field)
+                ts.append(time.perf_counter() - t0)
+        times[name] = float(np.median(ts))
+    print(f"{side}x{side} px, halo-shared, {args.threads} threads: fp32 {times['fp32']:.3f} s, "
+          f"bf16 {times['bf16']:.3f} s (median of {args.repeats}): bf16 speed-up {times['fp32'] / times['bf16']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
