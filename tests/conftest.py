@@ -5,6 +5,8 @@ import torch
 
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", default=False, help="run tests marked slow")
+    parser.addoption("--run-browser", action="store_true", default=False,
+                     help="run the headless-Chromium tests (marker browser; needs .[browser] and chromium)")
 
 
 def _slurm_available() -> bool:
@@ -23,10 +25,13 @@ def _slurm_available() -> bool:
 def pytest_collection_modifyitems(config, items):
     run_slow = config.getoption("--run-slow")
     skip_slow = pytest.mark.skip(reason="slow: opt in with --run-slow")
+    skip_browser = pytest.mark.skip(reason="browser: opt in with --run-browser")
     slurm = None
     for item in items:
         if "slow" in item.keywords and not run_slow:
             item.add_marker(skip_slow)
+        if "browser" in item.keywords and not config.getoption("--run-browser"):
+            item.add_marker(skip_browser)
         if "slurm" in item.keywords:
             if slurm is None:
                 slurm = _slurm_available()
