@@ -109,14 +109,14 @@ def sheet_metadata(name: str, kind: str, focus: int, context: int, config: Train
     return meta
 
 
-def _supercell_structures(n_per_size: int, sizes, seed: int) -> list[tuple[str, Atoms]]:
-    """Unseen configurations on n x m supercells: new stripes, substitutions, defects, displacements."""
+def _supercell_structures(n_per_size: int, sizes, seed: int, alloys: bool = False) -> list[tuple[str, Atoms]]:
+    """Unseen configurations on n x m supercells: new stripes, defects, displacements (and B/N alloys)."""
     rng = np.random.default_rng(seed)
     out = []
     for n, m in sizes:
         for _ in range(n_per_size):
             base = S.supercell(S.hexagonal_sheet(), n, m)
-            flavour = rng.integers(4)
+            flavour = rng.integers(4 if alloys else 3)
             if flavour == 1:
                 base = S.supercell(S.hexagonal_sheet(species=("B", "N")), n, m)
             elif flavour == 2:
@@ -142,7 +142,8 @@ def evaluate_sheet_model(model, test_path: str | Path, supercells: bool = True, 
         "pred_test": pred.tolist(),
     }
     if supercells:
-        structs = _supercell_structures(5, [(1, 1), (2, 2), (3, 3), (4, 4), (2, 3), (4, 1)], seed)
+        alloys = test["attrs"].get("kind") == "hexagonal-alloy"
+        structs = _supercell_structures(5, [(1, 1), (2, 2), (3, 3), (4, 4), (2, 3), (4, 1)], seed, alloys)
         ref = np.array([tersoff_energy(a) for _, a in structs])
         natoms = np.array([len(a) for _, a in structs])
         p = predict_structures(model, [a for _, a in structs])
@@ -156,7 +157,7 @@ def evaluate_sheet_model(model, test_path: str | Path, supercells: bool = True, 
             "mae_mev_per_atom": float(err.mean()),
             "max_mev_per_atom": float(err.max()),
             "by_size": by_size,
-            "set": f"5 unseen configurations per size, seed {seed}",
+            "set": f"5 unseen configurations per size, seed {seed}" + (" (incl. B/N alloys)" if alloys else ""),
         }
     return report
 
