@@ -250,7 +250,8 @@ def _cmd_train_sheets(args) -> int:
     report = {"seconds_train": round(info["seconds_train"], 1)}
     if args.test:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
-        report.update(evaluate_sheet_model(InMemory(model, meta), args.test, supercells=attrs["kind"].startswith("hexagonal")))
+        report.update(evaluate_sheet_model(InMemory(model, meta), args.test,
+                                           supercells=attrs["kind"].startswith("hexagonal")))
         pred = report.pop("pred_test")
         if args.plot:
             from .plots import parity_plot
