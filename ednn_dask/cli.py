@@ -244,7 +244,7 @@ def _cmd_train_sheets(args) -> int:
             raise UserError(f"dataset not found: {path}")
     config = _train_config(args)
     model, history, info = train_sheets(args.data, args.focus, args.context, config, args.checkpoint, args.resume,
-                                        species=args.species, activation=args.activation)
+                                        species=args.species, activation=args.activation, init_from=args.init_from)
     attrs = info["attrs"]
     meta = sheet_metadata(args.name, attrs["kind"], args.focus, args.context, config, attrs)
     report = {"seconds_train": round(info["seconds_train"], 1)}
@@ -603,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--name", default="hexagonal-sheet")
     ts.add_argument("--activation", choices=["relu", "silu", "tanh"], default="relu")
     ts.add_argument("--species", nargs="+", help="train on these species' channels only (e.g. C for porous graphene)")
+    ts.add_argument("--init-from", help="fine-tune: start from this model's weights (bundled name or file)")
     ts.add_argument("--focus", "-f", type=int, default=40)
     ts.add_argument("--context", "-c", type=int, default=24)
     ts.add_argument("--epochs", type=int, default=30)

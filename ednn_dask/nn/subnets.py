@@ -83,6 +83,20 @@ class _SamePad(nn.Module):
         return nn.functional.pad(x, pads)
 
 
+def _kaiming_init(module: nn.Module) -> None:
+    """He-normal weights (fan-in, ReLU gain) and zero biases for every conv and linear layer.
+
+    PyTorch's default (uniform, gain 1/√3) shrinks the signal by about 2.5× per layer: in a porous
+    run that sat on the mean for 3 epochs the layer outputs fell from std 0.31 to 0.0017 and the
+    tile outputs were ~2e-4 of the label scale. With He init they start at O(1).
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 class ConvSubnet(nn.Module):
     """Convolutional subnet: a stack of 2-D convolutions and a dense head.
 
@@ -149,6 +163,7 @@ class ConvSubnet(nn.Module):
             head += [nn.Linear(a, b), act()]
         head.append(nn.Linear(widths[-1], 1))
         self.head = nn.Sequential(*head)
+        _kaiming_init(self)
 
     @property
     def total_stride(self) -> int:

@@ -139,8 +139,12 @@ def train(
     resume: bool = False,
     n_sites=None,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    fit_scaling: bool = True,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place and return the per-epoch history.
+
+    ``fit_scaling=False`` keeps the model's label offset, scale and baseline
+    (fine-tuning a trained model) instead of fitting them to ``energies``.
 
     Parameters
     ----------
@@ -197,7 +201,7 @@ def train(
         sched.load_state_dict(state["scheduler"])
         history = list(state["history"])
         start = int(state["epoch"]) + 1
-    else:
+    elif fit_scaling:
         if model.tile_net.baseline is not None:
             fit_focus_baseline(model, fields, energies, index=tr)
         else:
