@@ -40,7 +40,8 @@ def test_predict_json_matches_python_api_and_is_extensive(sheet_model, tmp_path)
     out = json.loads(r.stdout)
     assert set(out) == {"energies", "energies_per_atom", "model", "n"} and out["n"] == 3
     ref = predict_structures(load_model(sheet_model), frames)
-    np.testing.assert_allclose(out["energies"], ref, rtol=1e-12)
+    # same model and frames; float32 convolutions may block differently with another thread count
+    np.testing.assert_allclose(out["energies"], ref, rtol=1e-6)
     assert out["energies"][1] == pytest.approx(4 * out["energies"][0], rel=1e-5)
     np.testing.assert_allclose(out["energies_per_atom"], np.array(out["energies"]) / [60, 240, 60])
 
