@@ -7,8 +7,9 @@ scancel --user="$(id -un)" 2>/dev/null || true
 for name in slurmd slurmctld munged; do
     pidfile="$D/run/$name.pid"
     if [ -f "$pidfile" ]; then
-        kill -TERM "$(cat "$pidfile")" 2>/dev/null || true
-        for _ in $(seq 20); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.5; done
+        pid=$(cat "$pidfile")
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
         rm -f "$pidfile"
     fi
 done
