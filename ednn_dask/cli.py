@@ -530,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="evaluate a model over a large sheet with Dask")
     ev.add_argument("sheet", help="Zarr raster (ednn-dask rasterize) or a structure file rasterized on the fly")
-    ev.add_argument("--model", help="bundled model name or file (default: ednn.evaluate.model, hexagonal-sheet)")
+    ev.add_argument("--model", help="bundled model name or file (default: ednn.evaluate.model, porous-graphene)")
     ev.add_argument("--scheduler", choices=["local", "slurm", "pbs"], default=None,
                     help="local (default) LocalCluster, or a batch cluster through dask-jobqueue")
     ev.add_argument("--profile", help="cluster profile: bundled name (cluster/*.yaml) or YAML path")
