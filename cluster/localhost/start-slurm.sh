@@ -8,7 +8,7 @@
 set -euo pipefail
 D=$(realpath -m "${1:-/tmp/ednn-slurm}")
 mkdir -p "$D"/{etc,run,log,state,spool}
-chmod 755 "$D"/run   # munged refuses a socket directory without execute for all
+chmod 755 "$D" "$D"/run   # munged refuses a socket path whose directories lack execute for all
 CPUS=$(nproc)
 MEM=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 / 2 ))
 cat > "$D/etc/slurm.conf" <<CONF
