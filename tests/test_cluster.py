@@ -72,6 +72,7 @@ def test_job_scripts_for_16_nodes(profile, directives):
         assert d in script, d
     assert "distributed.cli.dask_worker tls://127.0.0.1:" in script  # scheduler on loopback unless told otherwise
     assert "--protocol tls://" in script and "--tls-ca-file" in script and "--tls-key" in script
+    assert "export MALLOC_TRIM_THRESHOLD_=1073741824" in script  # no page-fault storm in the workers
 
 
 def test_cli_dry_run_and_flag_errors(tmp_path, capsys):
@@ -150,6 +151,8 @@ def test_worker_plugin_sets_threads_and_preloads(tmp_path, small_model):
             return torch.get_num_threads(), token in w._CACHE, dask_worker.ednn_torch_threads
 
         assert set(client.run(state).values()) == {(1, True, 1)}
+        trim = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        assert set(trim.values()) == {"1073741824"}  # not dask's 65536, which makes every buffer a fresh mmap
 
 
 def _done_count(store: Path) -> int:
