@@ -23,7 +23,7 @@ import psutil
 from ednn_dask.cluster import local_cluster
 from ednn_dask.data.sheets import SHEET_SPACING
 from ednn_dask.evaluate import evaluate
-from ednn_dask.systems.large import porous_graphene_arrays, save_atoms_npz
+from ednn_dask.scaling import sheet_file
 
 
 class PeakMemory:
@@ -54,12 +54,9 @@ class PeakMemory:
         self._thread.join()
 
 
-def square_sheet(n_px: float, seed: int = 1):
-    side = np.sqrt(n_px * SHEET_SPACING[0] * SHEET_SPACING[1])
-    # whole multiples of the 60-atom cell (120 x 120 px), so the size is a multiple of f = 40 px
-    cell_x, cell_y = 5 * 2.5, 3 * 2.5 * np.sqrt(3)
-    size = (cell_x * max(1, round(side / cell_x)), cell_y * max(1, round(side / cell_y)))
-    return porous_graphene_arrays(size, seed=seed)
+def size_um(n_px: float) -> float:
+    """Edge in µm of a square sheet of about ``n_px`` pixels at the bundled models' spacing."""
+    return float(np.sqrt(n_px * SHEET_SPACING[0] * SHEET_SPACING[1])) / 1e4
 
 
 def main() -> None:
@@ -72,9 +69,10 @@ def main() -> None:
     args = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        warm = save_atoms_npz(square_sheet(1e6), Path(tmp) / "warm.npz")
+        (Path(tmp) / "warm").mkdir()
+        warm = sheet_file(size_um(1e6), Path(tmp) / "warm", seed=2)
         for n_px in args.pixels:
-            path = save_atoms_npz(square_sheet(n_px), Path(tmp) / f"s{int(n_px)}.npz")
+            path = sheet_file(size_um(n_px), tmp, seed=1)
             with local_cluster(args.workers, 1) as client:
                 evaluate(warm, args.model, client=client, chunk=args.chunk, halo_sharing=args.halo_sharing or None)
                 with PeakMemory() as mem:

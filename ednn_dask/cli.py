@@ -349,23 +349,20 @@ def _evaluate_cli(args) -> int:
     import contextlib
     import shutil
 
-    from .cluster import ClusterError, cluster_spec, job_script, local_cluster, start_cluster, use_profile
+    from .cluster import cluster_spec, job_script, local_cluster, start_cluster, use_profile
     from .evaluate import EvaluationError, evaluate
 
     overrides = {k: getattr(args, k) for k in ("cores", "memory", "walltime", "queue", "account")}
     with use_profile(args.profile) as profile:
         scheduler = args.scheduler or profile.get("ednn", {}).get("cluster", {}).get("scheduler") or "local"
         spec = None
-        try:
-            if scheduler != "local":
-                spec = cluster_spec(scheduler, args.nodes, args.profile, **overrides)
-            elif args.nodes or args.dry_run or any(v is not None for v in overrides.values()):
-                raise UserError("--nodes, --dry-run and job settings need --scheduler slurm or pbs (or a batch --profile)")
-            if args.dry_run:
-                print(job_script(spec), end="")
-                return 0
-        except ClusterError as exc:
-            raise UserError(str(exc)) from None
+        if scheduler != "local":
+            spec = cluster_spec(scheduler, args.nodes, args.profile, **overrides)
+        elif args.nodes or args.dry_run or any(v is not None for v in overrides.values()):
+            raise UserError("--nodes, --dry-run and job settings need --scheduler slurm or pbs (or a batch --profile)")
+        if args.dry_run:
+            print(job_script(spec), end="")
+            return 0
         if not Path(args.sheet).exists():
             raise UserError(f"sheet not found: {args.sheet}")
         out = Path(args.out) if args.out else None
@@ -392,7 +389,7 @@ def _evaluate_cli(args) -> int:
                 res = evaluate(args.sheet, args.model, client=client, chunk=args.chunk, out=out,
                                progress=not args.json and not args.quiet, halo_sharing=args.halo_sharing or None,
                                bf16=args.bf16 or None)
-        except (EvaluationError, ClusterError) as exc:
+        except EvaluationError as exc:
             raise UserError(str(exc)) from None
         except KeyboardInterrupt:
             if out is not None:

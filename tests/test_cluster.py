@@ -20,7 +20,6 @@ from ednn_dask.cluster import (
     cluster_spec,
     job_script,
     local_cluster,
-    start_cluster,
     torch_threads_for,
     use_profile,
 )

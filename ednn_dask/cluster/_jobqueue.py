@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import dask.config
 
 from .. import config
-from ._profiles import ClusterError, use_profile
+from ._profiles import ClusterError
 
 __all__ = ["SCHEDULERS", "ClusterSpec", "cluster_spec", "job_script", "start_cluster", "local_cluster"]
 
@@ -56,8 +56,6 @@ class ClusterSpec:
 
     def setting(self, key: str):
         """A dask-jobqueue setting after overrides (the profile must be applied)."""
-        import dask.config
-
         if key in self.job:
             return self.job[key]
         return dask.config.get(f"jobqueue.{self.scheduler}.{key.replace('_', '-')}", None)
@@ -128,8 +126,6 @@ def job_script(spec: ClusterSpec) -> str:
     security = None
     protocol = "tcp://"
     if spec.tls:
-        import dask.config
-
         shared = dask.config.get(f"jobqueue.{spec.scheduler}.shared-temp-directory", None) or "<shared-temp-directory>"
         # the real run writes temporary credentials to these files when it starts
         security = Security(
@@ -169,7 +165,7 @@ def _preflight(spec: ClusterSpec) -> None:
 
 
 @contextlib.contextmanager
-def start_cluster(spec: ClusterSpec, plugin=None, log=None) -> Iterator[Any]:
+def start_cluster(spec: ClusterSpec, log=None) -> Iterator[Any]:
     """Start a batch cluster of ``spec.nodes`` jobs, yield a connected ``Client``, cancel all jobs on exit.
 
     Exits (normal, error, Ctrl-C) close the cluster, which cancels every job
@@ -177,7 +173,6 @@ def start_cluster(spec: ClusterSpec, plugin=None, log=None) -> Iterator[Any]:
     ``spec.start_timeout`` seconds, the jobs are cancelled and
     :class:`ClusterError` says so.
     """
-    import dask.config
     from distributed import Client
 
     cluster_cls, _ = _classes(spec)
@@ -204,8 +199,6 @@ def start_cluster(spec: ClusterSpec, plugin=None, log=None) -> Iterator[Any]:
         except (ValueError, TypeError, OSError) as exc:
             raise ClusterError(f"cannot configure the {spec.scheduler} cluster: {exc}") from None
         client = Client(cluster)
-        if plugin is not None:
-            client.register_plugin(plugin)
         cluster.scale(jobs=spec.nodes)
         if log:
             log(f"{spec.scheduler}: submitted {spec.nodes} job(s) ({spec.nodes * spec.workers_per_job} workers); "
@@ -220,40 +213,49 @@ def start_cluster(spec: ClusterSpec, plugin=None, log=None) -> Iterator[Any]:
             ) from None
         yield client
     finally:
-        _quiet_shutdown()
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            try:
-                cluster.close()  # cancels every job (scancel / qdel)
-            except AssertionError:  # distributed asserts on jobs whose submission failed: nothing to cancel
-                pass
-            for name, obj in list(vars(cluster).items()):
-                if name.startswith("_job_") and hasattr(obj, "file"):
-                    obj.close()  # dask-jobqueue's temporary credential files
+        with _quiet_shutdown():
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                try:
+                    cluster.close()  # cancels every job (scancel / qdel)
+                except AssertionError:  # distributed asserts on jobs whose submission failed: nothing to cancel
+                    pass
+                for name, obj in list(vars(cluster).items()):
+                    if name.startswith("_job_") and hasattr(obj, "file"):
+                        obj.close()  # dask-jobqueue's temporary credential files
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _quiet_shutdown() -> None:
-    # the scheduler logs the cancelled feed of a finished progress bar as an ERROR on close
+@contextlib.contextmanager
+def _quiet_shutdown() -> Iterator[None]:
+    """While closing: the scheduler logs the cancelled feed of a finished progress bar as an ERROR."""
     import logging
 
-    logging.getLogger("distributed.scheduler").setLevel(logging.CRITICAL)
+    logger = logging.getLogger("distributed.scheduler")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager
-def local_cluster(workers: int | None = None, threads: int = 1, plugin=None) -> Iterator[Any]:
+def local_cluster(workers: int | None = None, threads: int = 1) -> Iterator[Any]:
     """A ``LocalCluster`` sized to this machine (workers × threads ≤ cores), loopback only."""
     from distributed import Client, LocalCluster
 
     workers = workers or max(1, (os.cpu_count() or 1) // max(1, threads))
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": dict(WORKER_MALLOC_ENV)}), LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
-                      dashboard_address="127.0.0.1:0", host="127.0.0.1",
-                      env={"OMP_NUM_THREADS": str(threads)}) as cluster, Client(cluster) as client:
-        if plugin is not None:
-            client.register_plugin(plugin)
-        try:
-            yield client
-        finally:
-            _quiet_shutdown()
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": dict(WORKER_MALLOC_ENV)}):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
+                               dashboard_address="127.0.0.1:0", host="127.0.0.1",
+                               env={"OMP_NUM_THREADS": str(threads)})
+    client = Client(cluster)
+    try:
+        yield client
+    finally:
+        with _quiet_shutdown():
+            client.close()
+            cluster.close()

@@ -27,7 +27,6 @@ def bundled_profiles() -> list[str]:
 
 def read_profile(profile: str | os.PathLike) -> dict[str, Any]:
     """The dask config of a profile given by bundled name or by path to a YAML file."""
-    text = None
     path = Path(profile)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():

@@ -189,9 +189,9 @@ def evaluate(
         relative), so it is off by default (``ednn.evaluate.halo-sharing``).
     bf16 : bool, optional
         Run the conv stack under bfloat16 autocast (needs ``halo_sharing``;
-        label scaling, baseline and the float64 total stay exact). Faster on
-        CPUs with AMX, at a cost in accuracy reported in ``docs/evaluate.md``;
-        off by default (``ednn.evaluate.bf16``).
+        label scaling, baseline and the float64 total stay exact). Measured
+        here it brought no speed-up (0.98x) for +0.007 meV/atom held-out MAE
+        (``benchmarks/bench_bf16.py``); off by default (``ednn.evaluate.bf16``).
 
     Returns
     -------
@@ -206,13 +206,14 @@ def evaluate(
     if isinstance(model, LoadedModel):
         raise EvaluationError("pass a model name or path: workers load the file themselves")
     path = resolve_model(model)
-    ref = ModelRef.from_path(path)
+    data = Path(path).read_bytes()
+    ref = ModelRef.from_path(path, data)
     loaded = cached_model(ref)
     if client is not None:
         from ..cluster import EDNNWorkerPlugin
 
         # every worker, including ones that join or restart later: torch threads + the model preloaded
-        client.register_plugin(EDNNWorkerPlugin(ref, Path(path).read_bytes()))
+        client.register_plugin(EDNNWorkerPlugin(ref, data))
     meta = loaded.metadata
     f, c = int(meta["focus"]), int(meta["context"])
     shared = bool(config.get("evaluate.halo-sharing", halo_sharing))

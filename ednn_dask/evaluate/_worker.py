@@ -29,8 +29,9 @@ class ModelRef:
     token: str
 
     @classmethod
-    def from_path(cls, path) -> "ModelRef":
-        data = open(path, "rb").read()
+    def from_path(cls, path, data: bytes | None = None) -> "ModelRef":
+        """Reference to the model file ``path``; ``data``, its bytes if already read."""
+        data = open(path, "rb").read() if data is None else data
         return cls(str(path), hashlib.sha256(data).hexdigest())
 
 
