@@ -1,6 +1,6 @@
 """Dask overhead: a 2-worker LocalCluster against half the single-process time, in one run.
 
-    python benchmarks/bench_dask_overhead.py [--size-um 0.05] [--repeats 3] [--halo-sharing]
+    python benchmarks/bench_dask_overhead.py [--size-um 0.05] [--repeats 3] [--no-halo-sharing]
 
 The same porous sheet (atoms rasterized on the fly) is evaluated (a) in this
 process with the synchronous scheduler and 1 torch thread, (b) on a warmed-up
@@ -27,9 +27,10 @@ def main() -> None:
     p.add_argument("--size-um", type=float, default=0.05)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--model", default=None)
-    p.add_argument("--halo-sharing", action="store_true")
+    p.add_argument("--halo-sharing", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: automatic (on for VALID conv models)")
     args = p.parse_args()
-    kw = {"halo_sharing": args.halo_sharing or None}
+    kw = {"halo_sharing": args.halo_sharing}
     with tempfile.TemporaryDirectory() as tmp:
         sheet = sheet_file(args.size_um, tmp)
         torch.set_num_threads(1)

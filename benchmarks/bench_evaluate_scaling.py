@@ -1,6 +1,6 @@
 """O(N) check of `evaluate`: seconds per pixel and peak memory for growing porous sheets.
 
-    python benchmarks/bench_evaluate_scaling.py [--pixels 1e7 1e8 1e9] [--model NAME] [--workers 2] [--halo-sharing]
+    python benchmarks/bench_evaluate_scaling.py [--pixels 1e7 1e8 1e9] [--model NAME] [--workers 2] [--no-halo-sharing]
 
 Each size is a fresh square porous graphene sheet (atoms rasterized on the fly)
 evaluated on its own LocalCluster (``--workers`` processes x 1 thread), after a
@@ -65,7 +65,8 @@ def main() -> None:
     p.add_argument("--model", default=None)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--chunk", type=int, default=None)
-    p.add_argument("--halo-sharing", action="store_true")
+    p.add_argument("--halo-sharing", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: automatic (on for VALID conv models)")
     args = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,11 +75,11 @@ def main() -> None:
         for n_px in args.pixels:
             path = sheet_file(size_um(n_px), tmp, seed=1)
             with local_cluster(args.workers, 1) as client:
-                evaluate(warm, args.model, client=client, chunk=args.chunk, halo_sharing=args.halo_sharing or None)
+                evaluate(warm, args.model, client=client, chunk=args.chunk, halo_sharing=args.halo_sharing)
                 with PeakMemory() as mem:
                     t0 = time.perf_counter()
                     res = evaluate(path, args.model, client=client, chunk=args.chunk,
-                                   halo_sharing=args.halo_sharing or None)
+                                   halo_sharing=args.halo_sharing)
                     wall = time.perf_counter() - t0
             rows.append((res.pixels, res.n_atoms, wall, mem.own, mem.total))
             path.unlink()

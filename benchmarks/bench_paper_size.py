@@ -53,7 +53,7 @@ def main() -> None:
         model = paper_size_model(Path(tmp) / "paper-size.pt2")
         field = da.random.default_rng(0).random((1, side, side), chunks=(1, args.chunk, args.chunk)).astype(np.float32)
         warm = np.random.default_rng(1).random((1, 4 * F, 4 * F)).astype(np.float32)
-        kw = {"halo_sharing": None if args.per_tile else True, "chunk": args.chunk}
+        kw = {"halo_sharing": not args.per_tile, "chunk": args.chunk}
         with local_cluster(args.workers, 1) as client:
             evaluate(warm, model, client=client, **kw)
             t0 = time.perf_counter()

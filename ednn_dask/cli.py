@@ -387,7 +387,7 @@ def _evaluate_cli(args) -> int:
                 if client is not None and spec is None:
                     log(f"Dask dashboard: {client.dashboard_link}")
                 res = evaluate(args.sheet, args.model, client=client, chunk=args.chunk, out=out,
-                               progress=not args.json and not args.quiet, halo_sharing=args.halo_sharing or None,
+                               progress=not args.json and not args.quiet, halo_sharing=args.halo_sharing,
                                bf16=args.bf16 or None)
         except EvaluationError as exc:
             raise UserError(str(exc)) from None
@@ -542,10 +542,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="local worker processes (default: cores / threads; 0 = no cluster, threads in-process)")
     ev.add_argument("--threads", type=int, default=1, help="threads per worker")
     ev.add_argument("--chunk", type=int, default=None, help="target chunk edge in pixels")
-    ev.add_argument("--halo-sharing", action="store_true",
-                    help="run each chunk's conv stack once (VALID models; ~3x faster, equal to float32 round-off)")
+    ev.add_argument("--halo-sharing", action=argparse.BooleanOptionalAction, default=None,
+                    help="run the conv stack once per window instead of once per tile (default: whenever the "
+                    "model allows it; exact, ~3x faster for the sheet models)")
     ev.add_argument("--bf16", action="store_true",
-                    help="bfloat16 autocast of the conv stack (with --halo-sharing; see docs/evaluate.md for its error)")
+                    help="bfloat16 autocast of the conv stack (needs halo sharing; see docs/evaluate.md for its error)")
     ev.add_argument("--out", help="write the tile-contribution map (xarray-readable Zarr, coordinates in Å)")
     ev.add_argument("--overwrite", action="store_true")
     ev.add_argument("--png", help="energy-density map PNG (needs --out)")

@@ -16,6 +16,15 @@ ATTRS = {"species": list(SPECIES), "channels": "species", "gamma": 0.2, "spacing
          "n": 0, "seed": 0, "temperature_range": [100, 1000], "kind": "hexagonal"}
 
 
+@pytest.fixture(autouse=True)
+def small_halo_window():
+    """Halo windows of 2 tiles, so halo-shared runs on these small fields still cross windows and chunks."""
+    import dask
+
+    with dask.config.set({"ednn.predict.halo-window": 2 * F}):
+        yield
+
+
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory):
     torch.manual_seed(0)
@@ -55,9 +64,12 @@ def field():
 
 @pytest.mark.parametrize("chunk", [8, 16, 24, 1000])  # 56 = 24 + 24 + 8: uneven last chunk
 @pytest.mark.parametrize("scheduler", ["synchronous", "threads"])
-def test_chunked_equals_numpy_reference_and_in_memory(tmp_path, small_model, field, chunk, scheduler):
+@pytest.mark.parametrize("halo", [False, None])  # per-tile, automatic (halo-shared for this VALID model)
+def test_chunked_equals_numpy_reference_and_in_memory(tmp_path, small_model, field, chunk, scheduler, halo):
     src = write_raster(tmp_path / "r.zarr", field, chunks=(3, 16, 16))
-    res = evaluate(src, small_model, chunk=chunk, out=tmp_path / "tiles.zarr", scheduler=scheduler)
+    res = evaluate(src, small_model, chunk=chunk, out=tmp_path / "tiles.zarr", scheduler=scheduler,
+                   halo_sharing=halo)
+    assert res.extra["halo_sharing"] is (halo is None)
     ref = numpy_reference(small_model, field)
     tiles = zarr.open_group(str(tmp_path / "tiles.zarr"), mode="r")["tiles"][:]
     np.testing.assert_allclose(tiles, ref, rtol=1e-5, atol=1e-6)
@@ -195,13 +207,28 @@ def test_evaluate_cli_json_and_errors(tmp_path, small_model, field):
 @pytest.mark.parametrize("chunk", [16, 24, 1000])
 def test_halo_sharing_equals_per_tile(tmp_path, small_model, field, chunk):
     src = write_raster(tmp_path / "r.zarr", field)
-    per_tile = evaluate(src, small_model, chunk=chunk, out=tmp_path / "a.zarr")
+    per_tile = evaluate(src, small_model, chunk=chunk, out=tmp_path / "a.zarr", halo_sharing=False)
     shared = evaluate(src, small_model, chunk=chunk, out=tmp_path / "b.zarr", halo_sharing=True)
     assert shared.extra["halo_sharing"] and not per_tile.extra["halo_sharing"]
     a = zarr.open_group(str(tmp_path / "a.zarr"), mode="r")["tiles"][:]
     b = zarr.open_group(str(tmp_path / "b.zarr"), mode="r")["tiles"][:]
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
     assert shared.total == pytest.approx(per_tile.total, rel=1e-6)
+
+
+def test_halo_shared_tiles_do_not_depend_on_chunking(tmp_path, small_model, field):
+    """Chunk edges fall on halo-window edges, so every tile sees the same float32 kernels: bitwise equal maps."""
+    src = write_raster(tmp_path / "r.zarr", field, chunks=(3, 24, 8))
+    maps = []
+    for i, (chunk, scheduler) in enumerate([(16, "synchronous"), (32, "threads"), (1000, "threads")]):
+        res = evaluate(src, small_model, chunk=chunk, out=tmp_path / f"{i}.zarr", scheduler=scheduler)
+        assert res.extra["halo_sharing"] and all(c % (2 * F) == 0 for c in res.extra["chunks"][0][:-1])
+        maps.append(zarr.open_group(str(tmp_path / f"{i}.zarr"), mode="r")["tiles"][:])
+    assert len(res.extra["chunks"][0]) == 1 and len(maps) == 3
+    with torch.no_grad():
+        in_memory = load_model(small_model).halo_shared(window=2 * F)(torch.from_numpy(field)[None], per_tile=True)
+    for m in maps:
+        np.testing.assert_array_equal(m, in_memory[0].double().numpy())
 
 
 def test_halo_sharing_refused_for_dense_models(tmp_path):

@@ -80,4 +80,21 @@ def test_bf16_needs_halo_sharing(tmp_path):
     from ednn_dask.evaluate import EvaluationError, evaluate
 
     with pytest.raises(EvaluationError, match="bf16 needs halo sharing"):
-        evaluate(np.ones((3, 120, 120), np.float32), "hexagonal-sheet", bf16=True)
+        evaluate(np.ones((1, 64, 64), np.float32), "ising", bf16=True)
+    with pytest.raises(EvaluationError, match="bf16 needs halo sharing"):
+        evaluate(np.ones((3, 120, 120), np.float32), "hexagonal-sheet", bf16=True, halo_sharing=False)
+
+
+@pytest.mark.parametrize("window", [8, 24, 40])
+def test_windows_equal_one_pass(window):
+    """Windows of the field (each with its own border) give the one-pass result; uneven last windows too."""
+    torch.manual_seed(2)
+    sub = ConvSubnet(2, 16, [(4, 3, 2), (6, 3, 1)], dense=(8,), padding="valid").double()
+    net = TileNet(sub, offset=0.3, scale=2.0).eval()
+    x = torch.randn(1, 2, 56, 40, dtype=torch.float64)
+    whole = EDNN(net, 8, 4, halo_window=10**6).eval()
+    windowed = EDNN(net, 8, 4, halo_window=window).eval()
+    assert windowed.window_tiles == window // 8
+    with torch.no_grad():
+        a, b = whole(x, per_tile=True), windowed(x, per_tile=True)
+    torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)

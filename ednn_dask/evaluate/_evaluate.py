@@ -173,8 +173,8 @@ def evaluate(
     client : distributed.Client, optional
         Run on this cluster; otherwise ``scheduler`` (default threads).
     chunk : int, optional
-        Target chunk edge in pixels (rounded to a multiple of ``f``);
-        default ``ednn.evaluate.chunk``.
+        Target chunk edge in pixels (rounded to a multiple of ``f``, or of
+        the halo window with halo sharing); default ``ednn.evaluate.chunk``.
     out : path, optional
         Write the tile-contribution map (and coordinates in Å) to this Zarr
         store. Chunks finished by an interrupted run are reused.
@@ -183,10 +183,13 @@ def evaluate(
     progress : bool
         Show a progress bar (local schedulers) or Dask's progress (distributed).
     halo_sharing : bool, optional
-        Evaluate each chunk's conv stack once (exact for VALID models whose
-        metadata allow it; about 3x faster for the bundled sheet model). The
-        results then depend on the chunking at float32 round-off (~1e-7
-        relative), so it is off by default (``ednn.evaluate.halo-sharing``).
+        Run the conv stack once per window of ``ednn.predict.halo-window``
+        pixels instead of once per tile: exact for VALID conv models whose
+        focus is a multiple of the stride, about 3x faster for the bundled
+        sheet models. ``None`` (``ednn.evaluate.halo-sharing``) turns it on
+        whenever the model allows it; chunks are then multiples of the window,
+        so per-tile contributions are the same for every chunking. ``True``
+        fails for a model that does not allow it; ``False`` forces per-tile.
     bf16 : bool, optional
         Run the conv stack under bfloat16 autocast (needs ``halo_sharing``;
         label scaling, baseline and the float64 total stay exact). Measured
@@ -216,17 +219,10 @@ def evaluate(
         client.register_plugin(EDNNWorkerPlugin(ref, data))
     meta = loaded.metadata
     f, c = int(meta["focus"]), int(meta["context"])
-    shared = bool(config.get("evaluate.halo-sharing", halo_sharing))
+    shared, window = _halo_mode(loaded, config.get("evaluate.halo-sharing", halo_sharing))
     low = bool(config.get("evaluate.bf16", bf16))
     if low and not shared:
-        raise EvaluationError("bf16 needs halo sharing (--halo-sharing): the exported per-tile program runs in float32")
-    if shared:
-        from ..models import ModelFileError
-
-        try:
-            loaded.halo_shared()
-        except ModelFileError as exc:
-            raise EvaluationError(str(exc)) from None
+        raise EvaluationError(f"bf16 needs halo sharing, which model {loaded.name!r} does not allow")
 
     target = int(config.get("evaluate.chunk", chunk))
     if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
@@ -249,7 +245,9 @@ def evaluate(
         small = True
     else:
         small = False
-        arr = arr.rechunk((C, aligned_chunks(H, f, c, target), aligned_chunks(W, f, c, target)))
+        # with halo sharing, chunk edges fall on window edges: per-tile values do not depend on the chunking
+        unit = window if shared else f
+        arr = arr.rechunk((C, aligned_chunks(H, unit, c, target), aligned_chunks(W, unit, c, target)))
     out_chunks = (tuple(s // f for s in arr.chunks[1]), tuple(s // f for s in arr.chunks[2]))
 
     store = _TileStore.open(out, arr.chunks, out_chunks, f, attrs, meta) if out is not None else None
@@ -266,7 +264,7 @@ def evaluate(
             from ..tiles import periodic_pad
 
             block = periodic_pad(torch.from_numpy(np.asarray(block, np.float32)), c, 2).numpy()
-        res = block_contributions(block, ref, shared, low)
+        res = block_contributions(block, ref, shared, low, window)
         if store is not None and loc is not None:
             store.write(loc[1], loc[2], res)
         return res
@@ -315,6 +313,21 @@ def evaluate(
         extra={"chunks": [list(arr.chunks[1]), list(arr.chunks[2])], "focus": f, "context": c, "halo_sharing": shared,
                "bf16": low},
     )
+
+
+def _halo_mode(loaded, wanted: bool | None) -> tuple[bool, int]:
+    """``(halo sharing on, window in pixels)`` for a model: ``wanted=None`` is automatic."""
+    from ..models import ModelFileError
+
+    if wanted is False or (wanted is None and loaded.metadata.get("halo_shared_ok") is False):
+        return False, 0
+    try:
+        ednn = loaded.halo_shared()
+    except ModelFileError as exc:
+        if wanted:
+            raise EvaluationError(str(exc)) from None
+        return False, 0
+    return True, ednn.window_tiles * ednn.focus
 
 
 def _compute(total, client, scheduler, progress) -> float:

@@ -241,11 +241,13 @@ class LoadedModel:
     def name(self) -> str:
         return str(self.metadata.get("name", Path(self.source).stem))
 
-    def halo_shared(self, bf16: bool = False) -> EDNN:
+    def halo_shared(self, bf16: bool = False, window: int | None = None) -> EDNN:
         """An EDNN that evaluates whole chunks with halo sharing, rebuilt from the file.
 
         ``bf16=True`` runs the conv stack and head under bfloat16 autocast
         (label scaling, baseline and the float64 total are unaffected).
+        ``window`` is the halo window in focus pixels (``EDNN(halo_window=)``;
+        default ``ednn.predict.halo-window``).
 
         Possible when the metadata describes a VALID conv subnet whose total
         stride divides the focus: the subnet is rebuilt from its ``subnet``
@@ -273,7 +275,7 @@ class LoadedModel:
         net.autocast_dtype = torch.bfloat16 if bf16 else None
         if not net.supports_halo_sharing(meta["focus"]):
             raise ModelFileError(f"model {self.name!r}: focus is not a multiple of the subnet's stride")
-        return EDNN(net.eval(), meta["focus"], meta["context"], halo_sharing=True).eval()
+        return EDNN(net.eval(), meta["focus"], meta["context"], halo_sharing=True, halo_window=window).eval()
 
     @torch.no_grad()
     def predict(self, fields: torch.Tensor, per_tile: bool = False, batch_size: int = 256) -> torch.Tensor:

@@ -108,6 +108,15 @@ class EDNN(nn.Module):
         Evaluate the convolutions once per field instead of once per tile
         (exact; see :meth:`TileNet.forward_shared`). ``None`` turns it on
         whenever the subnet supports it for this focus.
+    halo_window : int or None
+        With halo sharing at inference, the conv stack runs over windows of
+        at most this many focus pixels per edge (rounded down to a multiple
+        of ``f``; each window carries its own ``c`` border), laid from the
+        field's first tile. Every window of the same shape runs the same
+        float32 kernels, so when chunk edges fall on window edges (the
+        evaluator aligns them, see :func:`ednn_dask.evaluate.aligned_chunks`)
+        a tile's contribution is bitwise the same whatever the chunking.
+        ``None`` takes ``ednn.predict.halo-window`` (1000 px).
     """
 
     def __init__(
@@ -118,6 +127,7 @@ class EDNN(nn.Module):
         ndim: int = 2,
         tile_batch: int | None = None,
         halo_sharing: bool | None = None,
+        halo_window: int | None = None,
     ):
         super().__init__()
         check_tiling([focus] * ndim, focus, context)
@@ -128,6 +138,12 @@ class EDNN(nn.Module):
         if halo_sharing and not can_share:
             raise ValueError("halo_sharing=True needs a 2-D VALID ConvSubnet with focus a multiple of its stride")
         self.halo_sharing = can_share if halo_sharing is None else bool(halo_sharing)
+        self.halo_window = int(config.get("predict.halo-window", halo_window))
+
+    @property
+    def window_tiles(self) -> int:
+        """Tiles per window edge in halo-shared inference (at least 1)."""
+        return max(1, self.halo_window // self.focus)
 
     @property
     def tile_size(self) -> int:
@@ -149,7 +165,9 @@ class EDNN(nn.Module):
         """
         if self.halo_sharing:
             check_tiling([s - 2 * self.context for s in padded.shape[2:]], self.focus, self.context)
-            return self.tile_net.forward_shared(padded, self.focus)
+            if torch.is_grad_enabled():  # training: one pass over the whole field
+                return self.tile_net.forward_shared(padded, self.focus)
+            return self._shared_windows(padded)
         tiles = extract_tiles(padded, self.focus, self.context, self.ndim)
         batch_grid = tiles.shape[: 1 + self.ndim]
         flat = tiles.reshape(-1, *tiles.shape[1 + self.ndim :])
@@ -159,6 +177,21 @@ class EDNN(nn.Module):
         else:
             out = self._fixed_batches(flat, step)
         return out.reshape(batch_grid)
+
+    def _shared_windows(self, padded: torch.Tensor) -> torch.Tensor:
+        """Halo-shared contributions computed window by window (see ``halo_window``)."""
+        f, c, w = self.focus, self.context, self.window_tiles
+        ny, nx = ((s - 2 * c) // f for s in padded.shape[2:])
+        if ny <= w and nx <= w:
+            return self.tile_net.forward_shared(padded, f)
+        out = padded.new_empty((padded.shape[0], ny, nx))
+        for y0 in range(0, ny, w):
+            y1 = min(ny, y0 + w)
+            for x0 in range(0, nx, w):
+                x1 = min(nx, x0 + w)
+                win = padded[:, :, y0 * f : y1 * f + 2 * c, x0 * f : x1 * f + 2 * c]
+                out[:, y0:y1, x0:x1] = self.tile_net.forward_shared(win, f)
+        return out
 
     def _fixed_batches(self, flat: torch.Tensor, step: int) -> torch.Tensor:
         """Run the tile network on batches of exactly ``step`` tiles (the last one zero-padded).

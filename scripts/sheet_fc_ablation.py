@@ -1,0 +1,82 @@
+"""Focus/context ablation for the hexagonal-sheet EDNN at one training budget.
+
+Every run trains the same VALID sheet CNN (``SHEET_LAYERS``; only the dense
+head's input grows with the tile) on the same cells with the same schedule,
+then measures the held-out per-atom error and the supercell transfer. The
+focus must divide the 120-px cell and be a multiple of the stride 8 (8, 24,
+40 or 120 px), and the tile must survive the VALID stack (f + 2c >= 56).
+
+    ednn-dask dataset sheets --kind hexagonal --n 5000 --seed 3 --out runs/hex_5k.zarr
+    python scripts/sheet_fc_ablation.py --data runs/hex_5k.zarr --test runs/hex_test.zarr \
+        --epochs 8 --out docs/sheet_fc_ablation.json
+
+Prints a Markdown table and writes the metrics as JSON after every run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from ednn_dask import _json
+from ednn_dask.train import TrainConfig
+from ednn_dask.train.sheets import InMemory, evaluate_sheet_model, sheet_metadata, train_sheets
+
+#: (f, c) in pixels; 1 px is about 0.105 A
+DEFAULT_GRID = ["40x8", "40x16", "40x24", "40x32", "24x16", "24x24", "120x24"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True)
+    p.add_argument("--test", required=True)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--grid", nargs="+", default=DEFAULT_GRID, help="FxC pairs in pixels")
+    p.add_argument("--out", default="docs/sheet_fc_ablation.json")
+    p.add_argument("--table-only", action="store_true", help="print the table of an existing --out file")
+    args = p.parse_args()
+    if args.table_only:
+        with open(args.out) as fh:
+            saved = json.load(fh)
+        print_table(saved)
+        return
+    rows = []
+    for pair in args.grid:
+        f, c = (int(v) for v in pair.lower().split("x"))
+        cfg = TrainConfig(epochs=args.epochs, batch_size=32, lr=1e-3, lr_final=1e-6, seed=0, progress=False)
+        t0 = time.perf_counter()
+        model, history, info = train_sheets(args.data, f, c, cfg, activation="silu")
+        seconds = time.perf_counter() - t0
+        meta = sheet_metadata("ablation", info["attrs"]["kind"], f, c, cfg, info["attrs"])
+        report = evaluate_sheet_model(InMemory(model, meta), args.test)
+        spacing = info["attrs"]["spacing"]
+        rows.append({
+            "focus": f, "context": c,
+            "context_angstrom": round(c * min(spacing), 2),
+            "parameters": sum(q.numel() for q in model.parameters()),
+            "test_mae_mev_per_atom": report["test"]["mae_mev_per_atom"],
+            "test_median_mev_per_atom": report["test"]["median_mev_per_atom"],
+            "supercells_mae_mev_per_atom": report["supercells"]["mae_mev_per_atom"],
+            "final_train_loss": next(h["loss"] for h in reversed(history) if h.get("loss") is not None),
+            "train_seconds": seconds,
+        })
+        print(f"done f={f} c={c}: {rows[-1]['test_mae_mev_per_atom']:.2f} meV/atom", flush=True)
+        saved = {"data": args.data, "test": args.test, "epochs": args.epochs, "runs": rows}
+        with open(args.out, "w") as fh:  # after every run: a crash loses only the run in progress
+            fh.write(_json.dumps(saved, indent=1))
+    print_table(saved)
+
+
+def print_table(saved: dict) -> None:
+    print(f"\ntrain {saved['data']}, test {saved['test']}, {saved['epochs']} epochs, batch 32, "
+          "Adam 1e-3 -> 1e-6 cosine, SiLU\n")
+    print("| f [px] | c [px] | c [Å] | parameters | held-out MAE [meV/atom] | median | supercells MAE | train [s] |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in saved["runs"]:
+        print(f"| {r['focus']} | {r['context']} | {r['context_angstrom']} | {r['parameters']:,} "
+              f"| {r['test_mae_mev_per_atom']:.2f} | {r['test_median_mev_per_atom']:.2f} "
+              f"| {r['supercells_mae_mev_per_atom']:.2f} | {r['train_seconds']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
