@@ -33,6 +33,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--grid", nargs="+", default=DEFAULT_GRID, help="FxC pairs in pixels")
     p.add_argument("--out", default="docs/sheet_fc_ablation.json")
+    p.add_argument("--append", action="store_true", help="add runs to an existing --out file")
     p.add_argument("--table-only", action="store_true", help="print the table of an existing --out file")
     args = p.parse_args()
     if args.table_only:
@@ -41,6 +42,9 @@ def main() -> None:
         print_table(saved)
         return
     rows = []
+    if args.append:
+        with open(args.out) as fh:
+            rows = json.load(fh)["runs"]
     for pair in args.grid:
         f, c = (int(v) for v in pair.lower().split("x"))
         cfg = TrainConfig(epochs=args.epochs, batch_size=32, lr=1e-3, lr_final=1e-6, seed=0, progress=False)

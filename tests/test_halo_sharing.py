@@ -98,3 +98,16 @@ def test_windows_equal_one_pass(window):
     with torch.no_grad():
         a, b = whole(x, per_tile=True), windowed(x, per_tile=True)
     torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+
+
+def test_loaded_model_predict_chooses_halo_sharing():
+    """In-memory prediction makes the evaluator's automatic choice: shared for VALID conv models, per tile otherwise."""
+    from ednn_dask.models import get_model
+
+    sheet = get_model("hexagonal-sheet")
+    assert sheet.default_ednn().halo_sharing and not sheet.ednn.halo_sharing
+    x = torch.rand(2, 3, 120, 240) * 6
+    auto, per_tile = sheet.predict(x), sheet.predict(x, halo_sharing=False)
+    torch.testing.assert_close(auto, per_tile, rtol=1e-6, atol=0)
+    ising = get_model("ising")
+    assert ising.default_ednn() is ising.ednn

@@ -277,12 +277,35 @@ class LoadedModel:
             raise ModelFileError(f"model {self.name!r}: focus is not a multiple of the subnet's stride")
         return EDNN(net.eval(), meta["focus"], meta["context"], halo_sharing=True, halo_window=window).eval()
 
+    def default_ednn(self) -> EDNN:
+        """The halo-shared EDNN when the model allows it (``halo_shared_ok``), else the per-tile one.
+
+        The same automatic choice as :func:`ednn_dask.evaluate.evaluate`; built once per loaded model.
+        """
+        shared = self.__dict__.get("_default")
+        if shared is None:
+            shared = self.ednn
+            if self.metadata.get("halo_shared_ok"):
+                try:
+                    shared = self.halo_shared()
+                except ModelFileError:
+                    pass
+            self.__dict__["_default"] = shared
+        return shared
+
     @torch.no_grad()
-    def predict(self, fields: torch.Tensor, per_tile: bool = False, batch_size: int = 256) -> torch.Tensor:
-        """Totals (float64) or per-tile maps of ``(B, C, *spatial)`` fields."""
+    def predict(
+        self, fields: torch.Tensor, per_tile: bool = False, batch_size: int = 256, halo_sharing: bool | None = None
+    ) -> torch.Tensor:
+        """Totals (float64) or per-tile maps of ``(B, C, *spatial)`` fields.
+
+        ``halo_sharing=None`` uses halo sharing whenever the model allows it
+        (:meth:`default_ednn`); ``False`` runs the exported per-tile program.
+        """
         fields = fields.to(torch.float32)
+        ednn = self.ednn if halo_sharing is False else self.halo_shared() if halo_sharing else self.default_ednn()
         outs = [
-            self.ednn(fields[i : i + batch_size], per_tile=per_tile).double()
+            ednn(fields[i : i + batch_size], per_tile=per_tile).double()
             for i in range(0, fields.shape[0], batch_size)
         ]
         return torch.cat(outs)
