@@ -165,7 +165,7 @@ def test_killed_worker_gives_identical_total(tmp_path, small_model):
     """SIGKILL one of two worker processes mid-run: the nanny restarts it and the total is unchanged."""
     field = (np.random.default_rng(5).random((3, 768, 768)) * 6).astype(np.float32)
     src = write_raster(tmp_path / "r.zarr", field, chunks=(3, 64, 64))
-    expected = evaluate(src, small_model, chunk=32, scheduler="synchronous").total
+    expected = evaluate(src, small_model, chunk=32, scheduler="synchronous", halo_sharing=False).total
     out = tmp_path / "tiles.zarr"
     n_chunks = (768 // 32) ** 2
     with local_cluster(2, 1) as client:
@@ -184,7 +184,7 @@ def test_killed_worker_gives_identical_total(tmp_path, small_model):
 
         t = threading.Thread(target=killer)
         t.start()
-        res = evaluate(src, small_model, client=client, chunk=32, out=out)
+        res = evaluate(src, small_model, client=client, chunk=32, out=out, halo_sharing=False)
         t.join()
     assert 0 < killed["done"] < n_chunks, killed  # the kill happened mid-run
     assert res.total == expected  # bitwise: per-tile batches do not depend on which worker ran them
@@ -212,7 +212,7 @@ def _wait_queue_empty(timeout=30.0) -> list[str]:
 def test_slurm_two_nodes_equals_local_cluster(tmp_path, small_model, capsys):
     field = (np.random.default_rng(2).random((3, 96, 64)) * 6).astype(np.float32)
     src = write_raster(tmp_path / "r.zarr", field)
-    args = ["evaluate", str(src), "--model", str(small_model), "--chunk", "16", "--json"]
+    args = ["evaluate", str(src), "--model", str(small_model), "--chunk", "16", "--json", "--no-halo-sharing"]
     assert main(args + ["--workers", "2"]) == 0
     local = json.loads(capsys.readouterr().out)
     assert main(args + ["--profile", "slurm-localhost", "--nodes", "2"]) == 0
@@ -226,7 +226,7 @@ def test_slurm_sigint_cancels_jobs_and_resumes(tmp_path, small_model):
     field = (np.random.default_rng(3).random((3, 1024, 1024)) * 6).astype(np.float32)
     src = write_raster(tmp_path / "r.zarr", field, chunks=(3, 256, 256))
     out = tmp_path / "tiles.zarr"
-    cmd = [sys.executable, "-m", "ednn_dask.cli", "evaluate", str(src), "--model", str(small_model), "--chunk", "32",
+    cmd = [sys.executable, "-m", "ednn_dask.cli", "evaluate", str(src), "--model", str(small_model), "--chunk", "32", "--no-halo-sharing",
            "--profile", "slurm-localhost", "--nodes", "2", "--out", str(out), "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180
@@ -244,5 +244,5 @@ def test_slurm_sigint_cancels_jobs_and_resumes(tmp_path, small_model):
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     total = json.loads(resumed.stdout)["total"]
-    assert total == evaluate(src, small_model, chunk=32, scheduler="synchronous").total
+    assert total == evaluate(src, small_model, chunk=32, scheduler="synchronous", halo_sharing=False).total
     assert _wait_queue_empty() == []
