@@ -65,10 +65,13 @@ def main() -> None:
             "train_seconds": seconds,
         })
         print(f"done f={f} c={c}: {rows[-1]['test_mae_mev_per_atom']:.2f} meV/atom", flush=True)
-        saved = {"data": args.data, "test": args.test, "epochs": args.epochs, "runs": rows}
         with open(args.out, "w") as fh:  # after every run: a crash loses only the run in progress
-            fh.write(_json.dumps(saved, indent=1))
-    print_table(saved)
+            fh.write(_json.dumps(_saved(args, rows), indent=1))
+    print_table(_saved(args, rows))
+
+
+def _saved(args, rows) -> dict:
+    return {"data": args.data, "test": args.test, "epochs": args.epochs, "runs": rows}
 
 
 def print_table(saved: dict) -> None:

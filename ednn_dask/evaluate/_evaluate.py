@@ -316,17 +316,20 @@ def evaluate(
 
 
 def _halo_mode(loaded, wanted: bool | None) -> tuple[bool, int]:
-    """``(halo sharing on, window in pixels)`` for a model: ``wanted=None`` is automatic."""
+    """``(halo sharing on, window in pixels)``: ``wanted=None`` is the model's own choice (``default_ednn``)."""
     from ..models import ModelFileError
 
-    if wanted is False or (wanted is None and loaded.metadata.get("halo_shared_ok") is False):
+    if wanted is False:
         return False, 0
-    try:
-        ednn = loaded.halo_shared()
-    except ModelFileError as exc:
-        if wanted:
+    if wanted:
+        try:
+            ednn = loaded.halo_shared()
+        except ModelFileError as exc:
             raise EvaluationError(str(exc)) from None
-        return False, 0
+    else:
+        ednn = loaded.default_ednn()
+        if not ednn.halo_sharing:
+            return False, 0
     return True, ednn.window_tiles * ednn.focus
 
 

@@ -182,8 +182,6 @@ class EDNN(nn.Module):
         """Halo-shared contributions computed window by window (see ``halo_window``)."""
         f, c, w = self.focus, self.context, self.window_tiles
         ny, nx = ((s - 2 * c) // f for s in padded.shape[2:])
-        if ny <= w and nx <= w:
-            return self.tile_net.forward_shared(padded, f)
         out = padded.new_empty((padded.shape[0], ny, nx))
         for y0 in range(0, ny, w):
             y1 = min(ny, y0 + w)
