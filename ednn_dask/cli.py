@@ -244,7 +244,8 @@ def _cmd_train_sheets(args) -> int:
             raise UserError(f"dataset not found: {path}")
     config = _train_config(args)
     model, history, info = train_sheets(args.data, args.focus, args.context, config, args.checkpoint, args.resume,
-                                        species=args.species, activation=args.activation, init_from=args.init_from)
+                                        species=args.species, activation=args.activation, init_from=args.init_from,
+                                        widths=args.widths, dense=args.dense)
     attrs = info["attrs"]
     meta = sheet_metadata(args.name, attrs["kind"], args.focus, args.context, config, attrs)
     report = {"seconds_train": round(info["seconds_train"], 1)}
@@ -602,6 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--activation", choices=["relu", "silu", "tanh"], default="relu")
     ts.add_argument("--species", nargs="+", help="train on these species' channels only (e.g. C for porous graphene)")
     ts.add_argument("--init-from", help="fine-tune: start from this model's weights (bundled name or file)")
+    ts.add_argument("--widths", type=int, nargs=5, metavar="N", help="filters of the 5 conv layers (default 16 32 32 64 64)")
+    ts.add_argument("--dense", type=int, nargs="+", default=[128], metavar="N", help="hidden widths of the dense head")
     ts.add_argument("--focus", "-f", type=int, default=40)
     ts.add_argument("--context", "-c", type=int, default=24)
     ts.add_argument("--epochs", type=int, default=30)

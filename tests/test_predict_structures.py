@@ -84,3 +84,20 @@ def _tilted(atoms):
 def _nonperiodic(atoms):
     atoms.pbc = [True, False, True]
     return atoms
+
+
+def test_sheet_model_widths_roundtrip_and_validation(tmp_path):
+    """A wider sheet subnet is saved with its spec: halo-shared reload equals the trained net tile by tile."""
+    model = build_sheet_model(8, 24, widths=(4, 8, 8, 12, 12), dense=(16, 8), seed=1)
+    assert [m.out_channels for m in model.tile_net.subnet.modules() if isinstance(m, torch.nn.Conv2d)] == [4, 8, 8, 12, 12]
+    meta = sheet_metadata("wide", "hexagonal", 8, 24, TrainConfig(), ATTRS)
+    loaded = load_model(save_model(model, tmp_path / "wide.pt2", meta))
+    x = torch.rand(2, 3, 24, 32)
+    with torch.no_grad():
+        ref = model.eval()(x, per_tile=True)
+        shared = loaded.predict(x, per_tile=True, halo_sharing=True)
+        tiles = loaded.predict(x, per_tile=True, halo_sharing=False)
+    torch.testing.assert_close(shared, tiles, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(shared.to(ref.dtype), ref, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="5 filter counts"):
+        build_sheet_model(8, 24, widths=(4, 8))

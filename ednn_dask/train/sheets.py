@@ -41,11 +41,27 @@ SHEET_LAYERS: tuple[tuple[int, int, int], ...] = (
 
 
 def build_sheet_model(
-    focus: int = 40, context: int = 24, channels: int = 3, seed: int = 0, activation: str = "relu"
+    focus: int = 40,
+    context: int = 24,
+    channels: int = 3,
+    seed: int = 0,
+    activation: str = "relu",
+    widths: Sequence[int] | None = None,
+    dense: Sequence[int] = (128,),
 ) -> EDNN:
-    """An untrained sheet EDNN with the VALID CNN subnet."""
+    """An untrained sheet EDNN with the VALID CNN subnet.
+
+    ``widths`` replaces the filter counts of ``SHEET_LAYERS`` (kernels and
+    strides stay, so the total stride stays 8); ``dense`` gives the hidden
+    widths of the head.
+    """
+    layers = SHEET_LAYERS
+    if widths is not None:
+        if len(widths) != len(SHEET_LAYERS):
+            raise ValueError(f"widths needs {len(SHEET_LAYERS)} filter counts, got {len(widths)}")
+        layers = tuple((int(w), k, s) for w, (_, k, s) in zip(widths, SHEET_LAYERS))
     torch.manual_seed(seed)
-    sub = ConvSubnet(channels, focus + 2 * context, SHEET_LAYERS, dense=(128,), padding="valid", activation=activation)
+    sub = ConvSubnet(channels, focus + 2 * context, layers, dense=tuple(dense), padding="valid", activation=activation)
     return EDNN(TileNet(sub, focus_baseline=(focus, context, channels)), focus, context)
 
 
@@ -172,6 +188,8 @@ def train_sheets(
     species: Sequence[str] | None = None,
     activation: str = "relu",
     init_from: str | None = None,
+    widths: Sequence[int] | None = None,
+    dense: Sequence[int] = (128,),
 ) -> tuple[EDNN, list[dict], dict]:
     """Train a sheet EDNN on a dataset written by ``ednn-dask dataset sheets``.
 
@@ -180,11 +198,13 @@ def train_sheets(
     fine-tuning. Its per-tile energy function already assigns energy to the
     right tiles, which training from scratch must discover from cell totals
     alone — slow when a cell has many tiles (81 for porous graphene).
+    ``widths`` and ``dense`` size the subnet (see :func:`build_sheet_model`).
     """
     config = config or TrainConfig(epochs=20, batch_size=32, lr=1e-3, lr_final=1e-6)
     data = open_dataset(data_path, species)
     attrs = data["attrs"]
-    model = build_sheet_model(focus, context, channels=len(attrs["species"]), seed=config.seed, activation=activation)
+    model = build_sheet_model(focus, context, channels=len(attrs["species"]), seed=config.seed, activation=activation,
+                              widths=widths, dense=dense)
     if init_from is not None:
         _init_from(model, init_from, list(attrs["species"]), focus, context)
     t0 = time.perf_counter()
