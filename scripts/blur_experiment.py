@@ -88,6 +88,7 @@ def main() -> None:
     ax.plot(frac, [r["mae_context_blur"] for r in rows], "o-", label="blur in context (outer band)")
     ax.plot(frac, [r["mae_focus_blur"] for r in rows], "s-", label="blur in focus (centre square)")
     ax.axhline(base.mean(), color="k", lw=0.8, ls="--", label="no blur")
+    ax.axvline(100 * f**2 / t**2, color="grey", lw=0.8, ls=":", label=f"focus area ({f}² px)")
     ax.set_xlabel("blurred area [% of tile]")
     ax.set_ylabel("MAE [meV/atom]")
     ax.set_yscale("log")
@@ -96,7 +97,7 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(args.out, dpi=120)
     Path(args.out).with_suffix(".json").write_text(
-        json.dumps({"baseline_mae": float(base.mean()), "n": int(args.n), "sigma_px": args.sigma, "rows": rows}, indent=1)
+        json.dumps({"model": model.name, "focus": f, "context": c, "baseline_mae": float(base.mean()), "n": int(args.n), "sigma_px": args.sigma, "rows": rows}, indent=1)
     )
     print(f"wrote {args.out}")
 

@@ -225,8 +225,10 @@ def evaluate(
         raise EvaluationError(f"bf16 needs halo sharing, which model {loaded.name!r} does not allow")
 
     target = int(config.get("evaluate.chunk", chunk))
+    # with halo sharing, chunk edges fall on window edges: per-tile values do not depend on the chunking
+    unit = window if shared else f
     if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
-        arr, attrs = _atoms_source(source, meta, target)
+        arr, attrs = _atoms_source(source, meta, target, unit)  # drawn in final chunks: no rechunk
     elif isinstance(source, (str, os.PathLike)):
         arr, attrs = open_raster(source)
     else:
@@ -245,8 +247,6 @@ def evaluate(
         small = True
     else:
         small = False
-        # with halo sharing, chunk edges fall on window edges: per-tile values do not depend on the chunking
-        unit = window if shared else f
         arr = arr.rechunk((C, aligned_chunks(H, unit, c, target), aligned_chunks(W, unit, c, target)))
     out_chunks = (tuple(s // f for s in arr.chunks[1]), tuple(s // f for s in arr.chunks[2]))
 
@@ -350,8 +350,13 @@ def _compute(total, client, scheduler, progress) -> float:
     return float(total.compute(scheduler=sched))
 
 
-def _atoms_source(path, meta: dict, target: int):
-    """A lazy raster drawn chunk by chunk from a structure file, at the model's spacing."""
+def _atoms_source(path, meta: dict, target: int, unit: int):
+    """A lazy raster drawn chunk by chunk from a structure file, at the model's spacing.
+
+    Chunks are multiples of ``unit`` (the focus, or the halo window) near
+    ``target``: the chunks the evaluation uses, so the raster is never
+    rechunked (which would move pixels between workers).
+    """
     import dask.array as da
 
     from ..raster import StructureError
@@ -377,7 +382,7 @@ def _atoms_source(path, meta: dict, target: int):
     H, W = grid.shape
     if H % f or W % f:
         raise EvaluationError(f"sheet is {H}x{W} px at the model's spacing, not a multiple of the focus f={f}")
-    chunks = (aligned_chunks(H, f, c, target), aligned_chunks(W, f, c, target))
+    chunks = (aligned_chunks(H, unit, c, target), aligned_chunks(W, unit, c, target))
     channels = inp.get("channels", "species")
     n_ch = len(inp["species"]) if channels == "species" else 1
     ref = AtomsRef.from_path(path, spacing, inp["species"], channels, chunks)
