@@ -4,7 +4,8 @@
 
 Peak: median FLOP/s of a float32 ``torch.mm`` of two 2048² matrices. Conv
 stack: the halo-shared features of one ``size``² field (``n f + 2c`` pixels),
-FLOPs counted from the layer shapes (2 per multiply-add). ``--subnet sheet``
+FLOPs counted from the layer shapes (2 per multiply-add), timed in the default
+NCHW layout and in channels_last. ``--subnet sheet``
 is the bundled sheet model's VALID stack (f=40, c=24); ``--subnet paper`` the
 paper-size reference of issue 6: the paper's 13 convolutions in VALID form
 without the last two 3×3 convs, f=64, c=32 (final tile map 32×2×2).
@@ -59,13 +60,15 @@ def main() -> None:
     a, b = torch.rand(n, n), torch.rand(n, n)
     t_mm = median_time(lambda: torch.mm(a, b), args.repeats)
     peak = 2.0 * n**3 / t_mm
-    with torch.no_grad():
-        t_conv = median_time(lambda: sub.features(x), args.repeats)
-    achieved = conv_flops(layers, ch, side) / t_conv
     print(f"matmul peak ({n}^2 fp32, {args.threads} threads): {peak / 1e9:.1f} GFLOP/s")
-    print(f"{args.subnet} conv stack on {side}x{side} px: {conv_flops(layers, ch, side) / 1e9:.2f} GFLOP in "
-          f"{t_conv:.3f} s = {achieved / 1e9:.1f} GFLOP/s")
-    print(f"fraction of matmul peak: {achieved / peak:.2f}")
+    gflop = conv_flops(layers, ch, side) / 1e9
+    with torch.no_grad():
+        for layout in (torch.contiguous_format, torch.channels_last):
+            net, inp = sub.to(memory_format=layout), x.contiguous(memory_format=layout)
+            t_conv = median_time(lambda: net.features(inp), args.repeats)
+            name = "channels_last" if layout is torch.channels_last else "NCHW"
+            print(f"{args.subnet} conv stack ({name}) on {side}x{side} px: {gflop:.2f} GFLOP in {t_conv:.3f} s = "
+                  f"{gflop / t_conv:.1f} GFLOP/s, fraction of matmul peak: {gflop * 1e9 / t_conv / peak:.2f}")
 
 
 if __name__ == "__main__":
