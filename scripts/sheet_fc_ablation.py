@@ -28,6 +28,9 @@ from ednn_dask.train.sheets import SHEET_LAYERS, InMemory, evaluate_sheet_model,
 
 #: (f, c) in pixels; 1 px is about 0.105 A
 DEFAULT_GRID = ["40x8", "40x16", "40x24", "40x32", "24x16", "24x24", "120x24"]
+#: the training budget's other knobs, as recorded with every run
+DEFAULT_BATCH, DEFAULT_LR = 32, 1e-3
+DEFAULT_WIDTHS = [w for w, _, _ in SHEET_LAYERS]
 
 
 def main() -> None:
@@ -39,9 +42,9 @@ def main() -> None:
     p.add_argument("--out", default="docs/sheet_fc_ablation.json")
     p.add_argument("--append", action="store_true", help="add runs to an existing --out file")
     p.add_argument("--table-only", action="store_true", help="print the table of an existing --out file")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--widths", type=int, nargs=5, metavar="N", help="conv filters (default: SHEET_LAYERS' 16 32 32 64 64)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
+    p.add_argument("--lr", type=float, default=DEFAULT_LR)
+    p.add_argument("--widths", type=int, nargs=5, metavar="N", default=DEFAULT_WIDTHS, help="conv filters")
     args = p.parse_args()
     if args.table_only:
         with open(args.out) as fh:
@@ -65,7 +68,7 @@ def main() -> None:
         spacing = info["attrs"]["spacing"]
         rows.append({
             "focus": f, "context": c, "batch_size": args.batch_size, "lr": args.lr,
-            "widths": list(args.widths or [w for w, _, _ in SHEET_LAYERS]),
+            "widths": list(args.widths),
             "context_angstrom": round(c * min(spacing), 2),
             "parameters": sum(q.numel() for q in model.parameters()),
             "test_mae_mev_per_atom": report["test"]["mae_mev_per_atom"],
@@ -86,7 +89,8 @@ def _saved(args, rows) -> dict:
 
 def print_table(saved: dict) -> None:
     print(f"\ntrain {saved['data']}, test {saved['test']}, {saved['epochs']} epochs, "
-          "Adam -> 1e-6 cosine, SiLU (batch 32, lr 1e-3, widths 16 32 32 64 64 unless listed)\n")
+          f"Adam -> 1e-6 cosine, SiLU (batch {DEFAULT_BATCH}, lr {DEFAULT_LR:g}, widths {' '.join(map(str, DEFAULT_WIDTHS))} "
+          "unless listed)\n")
     print("| f [px] | c [px] | c [Å] | variant | parameters | held-out MAE [meV/atom] | median | supercells MAE | train [s] |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in saved["runs"]:
@@ -98,11 +102,11 @@ def print_table(saved: dict) -> None:
 def _variant(row: dict) -> str:
     """What differs from the default batch, lr and widths ("—" if nothing)."""
     parts = []
-    if row.get("batch_size", 32) != 32:
+    if row.get("batch_size", DEFAULT_BATCH) != DEFAULT_BATCH:
         parts.append(f"batch {row['batch_size']}")
-    if row.get("lr", 1e-3) != 1e-3:
+    if row.get("lr", DEFAULT_LR) != DEFAULT_LR:
         parts.append(f"lr {row['lr']:g}")
-    if row.get("widths", [16, 32, 32, 64, 64]) != [16, 32, 32, 64, 64]:
+    if row.get("widths", DEFAULT_WIDTHS) != DEFAULT_WIDTHS:
         parts.append("widths " + " ".join(map(str, row["widths"])))
     return ", ".join(parts) or "—"
 
