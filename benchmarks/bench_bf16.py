@@ -5,7 +5,8 @@
 Accuracy: the held-out cells (``ednn-dask dataset sheets`` format) are predicted
 with halo sharing in float32 and in bf16; prints both MAEs against the
 reference (meV/atom) and the bf16-vs-fp32 difference. Speed: the median of
-``--repeats`` evaluations of one ``--size``² random raster with each precision.
+``--repeats`` evaluations of one ``--size``² random raster with each precision,
+in the default NCHW layout and in channels_last.
 """
 from __future__ import annotations
 
@@ -46,18 +47,22 @@ def main() -> None:
     side = args.size // f * f
     field = torch.rand(1, x.shape[1], side + 2 * c, side + 2 * c) * float(x.max())
     times = {}
-    for name, model in (("fp32", fp32), ("bf16", bf16)):
-        with torch.no_grad():
-            model.contributions_from_padded(field)  # warm-up
-            ts = []
-            for _ in range(args.repeats):
-                t0 = time.perf_counter()
-                model.contributions_from_padded(field)
-                ts.append(time.perf_counter() - t0)
-        times[name] = float(np.median(ts))
-    print(f"{side}x{side} px, halo-shared, {args.threads} threads: fp32 {times['fp32']:.3f} s, "
-          f"bf16 {times['bf16']:.3f} s (median of {args.repeats}): bf16 speed-up {times['fp32'] / times['bf16']:.2f}x")
-
+    for layout in (torch.contiguous_format, torch.channels_last):
+        inp = field.contiguous(memory_format=layout)
+        for name, model in (("fp32", fp32), ("bf16", bf16)):
+            model.tile_net.to(memory_format=layout)
+            with torch.no_grad():
+                model.contributions_from_padded(inp)  # warm-up
+                ts = []
+                for _ in range(args.repeats):
+                    t0 = time.perf_counter()
+                    model.contributions_from_padded(inp)
+                    ts.append(time.perf_counter() - t0)
+            times[name, layout is torch.channels_last] = float(np.median(ts))
+    base = times["fp32", False]
+    print(f"{side}x{side} px, halo-shared, {args.threads} threads, median of {args.repeats}; speed-up over fp32 NCHW:")
+    for (name, cl), t in times.items():
+        print(f"  {name} {'channels_last' if cl else 'NCHW':13s}: {t:.3f} s  {base / t:.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -21,6 +21,22 @@ def test_paper_cell_geometry():
     assert hbn.get_chemical_symbols().count("B") == 30
 
 
+def test_random_hexagonal_covers_the_paper_set_on_supercells():
+    rng = np.random.default_rng(0)
+    kinds, vacancies = set(), []
+    for _ in range(60):
+        a = S.random_hexagonal(rng, 2, 3, max_vacancies=4)
+        np.testing.assert_allclose(a.cell.lengths()[:2], [25.0, 3 * 12.990381], atol=1e-5)
+        vacancies.append(360 - len(a))
+        sym = set(a.get_chemical_symbols())
+        kinds.add("graphene" if sym == {"C"} else "hBN" if sym == {"B", "N"} else "stripes")
+        n_b, n_n = a.get_chemical_symbols().count("B"), a.get_chemical_symbols().count("N")
+        assert abs(n_b - n_n) <= 4  # B and N come in pairs (up to the removed atoms)
+    assert kinds == {"graphene", "hBN", "stripes"}
+    assert 0 <= min(vacancies) and max(vacancies) <= 4
+    assert 0.15 < np.mean(np.array(vacancies) > 0) < 0.55  # a third of the cells lose atoms
+
+
 def test_tersoff_is_extensive_and_graphene_is_stable():
     g = S.hexagonal_sheet()
     e1 = tersoff_energy(g)

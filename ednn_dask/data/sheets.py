@@ -67,18 +67,7 @@ def sample_structure(kind: str, rng: np.random.Generator) -> Atoms:
     if kind == "porous-graphene":
         atoms = S.porous_graphene(rng=rng)
     else:
-        flavour = rng.integers(4 if kind == "hexagonal-alloy" else 3)
-        if flavour == 0:
-            atoms = S.hexagonal_sheet(species=("C", "C"))
-        elif flavour == 1:
-            atoms = S.hexagonal_sheet(species=("B", "N"))
-        elif flavour == 2:
-            g = S.hexagonal_sheet()
-            atoms = S.heterostructure_stripes(g, width=rng.uniform(2.0, 6.25), offset=rng.uniform(0, 12.5))
-        else:
-            atoms = S.substitute(S.hexagonal_sheet(), rng.uniform(0.05, 0.5), rng)
-        if rng.random() < 1 / 3:
-            atoms = S.add_vacancies(atoms, int(rng.integers(1, 3)), rng)
+        atoms = S.random_hexagonal(rng, alloys=kind == "hexagonal-alloy")
     return S.thermal_displacements(atoms, T, rng)
 
 

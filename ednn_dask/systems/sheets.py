@@ -18,6 +18,7 @@ __all__ = [
     "add_vacancies",
     "substitute",
     "heterostructure_stripes",
+    "random_hexagonal",
     "porous_graphene",
     "thermal_displacements",
     "EINSTEIN_K",
@@ -109,6 +110,35 @@ def heterostructure_stripes(atoms: Atoms, width: float, offset: float = 0.0, pai
     symbols[in_bn] = np.where(idx[in_bn] % 2 == 0, pair[0], pair[1])
     out.set_chemical_symbols(symbols.tolist())
     return out
+
+
+def random_hexagonal(
+    rng: np.random.Generator,
+    n: int = 1,
+    m: int = 1,
+    alloys: bool = False,
+    stripe_width: tuple[float, float] = (2.0, 6.25),
+    max_vacancies: int = 2,
+) -> Atoms:
+    """A random undisplaced ``n × m`` supercell of the 60-atom cell from the paper's hexagonal set.
+
+    Equally likely: graphene, hBN, graphene/hBN stripes (width uniform in
+    ``stripe_width`` Å, random offset) and, with ``alloys``, graphene with
+    5–50 % of the atoms replaced by B/N. A third of the cells then lose 1 to
+    ``max_vacancies`` atoms. Used for the datasets and for the unseen
+    supercells of the transfer test, so both draw from one definition.
+    """
+    flavour = rng.integers(4 if alloys else 3)
+    atoms = hexagonal_sheet(species=("B", "N") if flavour == 1 else ("C", "C"))
+    if (n, m) != (1, 1):
+        atoms = supercell(atoms, n, m)
+    if flavour == 2:
+        atoms = heterostructure_stripes(atoms, width=rng.uniform(*stripe_width), offset=rng.uniform(0, 12.5))
+    elif flavour == 3:
+        atoms = substitute(atoms, rng.uniform(0.05, 0.5), rng)
+    if rng.random() < 1 / 3:
+        atoms = add_vacancies(atoms, int(rng.integers(1, max_vacancies + 1)), rng)
+    return atoms
 
 
 def porous_graphene(

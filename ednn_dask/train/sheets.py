@@ -131,16 +131,7 @@ def _supercell_structures(n_per_size: int, sizes, seed: int, alloys: bool = Fals
     out = []
     for n, m in sizes:
         for _ in range(n_per_size):
-            base = S.supercell(S.hexagonal_sheet(), n, m)
-            flavour = rng.integers(4 if alloys else 3)
-            if flavour == 1:
-                base = S.supercell(S.hexagonal_sheet(species=("B", "N")), n, m)
-            elif flavour == 2:
-                base = S.heterostructure_stripes(base, width=rng.uniform(2.0, 12.5), offset=rng.uniform(0, 12.5))
-            elif flavour == 3:
-                base = S.substitute(base, rng.uniform(0.05, 0.5), rng)
-            if rng.random() < 1 / 3:
-                base = S.add_vacancies(base, int(rng.integers(1, 2 * n * m + 1)), rng)
+            base = S.random_hexagonal(rng, n, m, alloys, stripe_width=(2.0, 12.5), max_vacancies=2 * n * m)
             out.append((f"{n}x{m}", S.thermal_displacements(base, rng.uniform(100, 1000), rng)))
     return out
 
