@@ -11,10 +11,10 @@ in the default NCHW layout and in channels_last.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
+from _timing import median_time
 
 from ednn_dask.data.sheets import open_dataset
 from ednn_dask.models import get_model
@@ -52,17 +52,13 @@ def main() -> None:
         for name, model in (("fp32", fp32), ("bf16", bf16)):
             model.tile_net.to(memory_format=layout)
             with torch.no_grad():
-                model.contributions_from_padded(inp)  # warm-up
-                ts = []
-                for _ in range(args.repeats):
-                    t0 = time.perf_counter()
-                    model.contributions_from_padded(inp)
-                    ts.append(time.perf_counter() - t0)
-            times[name, layout is torch.channels_last] = float(np.median(ts))
+                t, _ = median_time(lambda: model.contributions_from_padded(inp), args.repeats)
+            times[name, layout is torch.channels_last] = t
     base = times["fp32", False]
     print(f"{side}x{side} px, halo-shared, {args.threads} threads, median of {args.repeats}; speed-up over fp32 NCHW:")
     for (name, cl), t in times.items():
         print(f"  {name} {'channels_last' if cl else 'NCHW':13s}: {t:.3f} s  {base / t:.2f}x")
+
 
 if __name__ == "__main__":
     main()

@@ -15,23 +15,13 @@ without the last two 3×3 convs, dense 1024, f=64, c=32 (final tile map 32×2×2
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
+from _timing import median_time
 
 from ednn_dask.nn import PAPER_CONV_LAYERS, ConvSubnet
 from ednn_dask.train.sheets import SHEET_LAYERS
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
 
 
 def conv_flops(layers, channels: int, size: int) -> float:
@@ -68,7 +58,7 @@ def main() -> None:
     x = torch.rand(1, ch, side, side)
     n = 2048
     a, b = torch.rand(n, n), torch.rand(n, n)
-    t_mm = median_time(lambda: torch.mm(a, b), args.repeats)
+    t_mm, _ = median_time(lambda: torch.mm(a, b), args.repeats)
     peak = 2.0 * n**3 / t_mm
     print(f"matmul peak ({n}^2 fp32, {args.threads} threads): {peak / 1e9:.1f} GFLOP/s")
     g_stack = conv_flops(layers, ch, side) / 1e9
@@ -81,7 +71,7 @@ def main() -> None:
             name = "channels_last" if layout is torch.channels_last else "NCHW"
             for what, gflop, fn in (("conv stack", g_stack, lambda: net.features(inp)),
                                     ("stack + head", g_all, lambda: net.forward_shared(inp, f))):
-                t = median_time(fn, args.repeats)
+                t, _ = median_time(fn, args.repeats)
                 print(f"  {what:12s} ({name:13s}): {t:.3f} s = {gflop / t:6.1f} GFLOP/s, "
                       f"fraction of matmul peak: {gflop * 1e9 / t / peak:.2f}")
 

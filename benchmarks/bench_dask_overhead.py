@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
-import numpy as np
 import torch
+from _timing import median_time
 
 from ednn_dask.cluster import local_cluster
 from ednn_dask.evaluate import evaluate
@@ -34,20 +33,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sheet = sheet_file(args.size_um, tmp)
         torch.set_num_threads(1)
-        evaluate(sheet, args.model, scheduler="synchronous", **kw)  # warm-up: model load, atoms cache
-        single = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            r1 = evaluate(sheet, args.model, scheduler="synchronous", **kw)
-            single.append(time.perf_counter() - t0)
-        cluster = []
+        # the untimed first call warms up: model load, atoms cache, worker start
+        t1, r1 = median_time(lambda: evaluate(sheet, args.model, scheduler="synchronous", **kw), args.repeats)
         with local_cluster(2, 1) as client:
-            evaluate(sheet, args.model, client=client, **kw)
-            for _ in range(args.repeats):
-                t0 = time.perf_counter()
-                r2 = evaluate(sheet, args.model, client=client, **kw)
-                cluster.append(time.perf_counter() - t0)
-    t1, t2 = float(np.median(single)), float(np.median(cluster))
+            t2, r2 = median_time(lambda: evaluate(sheet, args.model, client=client, **kw), args.repeats)
     print(f"{r1.pixels:,} px, {r1.n_atoms:,} atoms: single process {t1:.2f} s, 2-worker LocalCluster {t2:.2f} s "
           f"(medians of {args.repeats})")
     print(f"overhead ratio t_cluster / (t_single / 2) = {t2 / (t1 / 2):.3f}; totals equal: {r1.total == r2.total}")

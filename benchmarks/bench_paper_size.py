@@ -34,6 +34,7 @@ from ednn_dask.train import TrainConfig
 
 F, C = 64, 32
 PIXELS_1UM2 = 8.87e9  # 1 µm² at (0.1083, 0.1042) Å per pixel, as measured for make-sheet --size-um 1.0
+CELL_PX = 120  # the 60-atom cell (12.5 Å × 12.99 Å) at the bundled models' pixel spacing
 ATOMS_1UM2 = 34_602_972  # atoms of make-sheet --size-um 1.0 (seed 0), as measured
 
 
@@ -51,11 +52,12 @@ def paper_size_model(path: Path) -> Path:
 
 
 def aligned_sheet(pixels: float, path: Path) -> Path:
-    """A porous sheet of about ``pixels`` px whose raster is a whole number of 64-px focus regions.
+    """A porous sheet of about ``pixels`` px whose raster is a whole number of ``F``-px focus regions.
 
-    Sheets are whole 60-atom cells (120 × 120 px); 8 × 8 cells are 960 px = 15 foci.
+    Sheets are whole 60-atom cells of ``CELL_PX`` px; ``lcm(CELL_PX, F)`` px (8 cells for F = 64) tile both.
     """
-    cells = max(1, int(round(np.sqrt(pixels) / 960))) * 8
+    block = int(np.lcm(CELL_PX, F))
+    cells = max(1, int(round(np.sqrt(pixels) / block))) * (block // CELL_PX)
     return save_atoms_npz(porous_graphene_arrays((cells * 5 * A_LATTICE, cells * 3 * A_LATTICE * np.sqrt(3))), path)
 
 
@@ -84,7 +86,8 @@ def main() -> None:
             wall = time.perf_counter() - t0
     rate = res.pixels / wall
     mode = "per-tile" if args.per_tile else "halo-shared"
-    what = "random raster, network only" if args.random_raster else f"porous sheet, {res.n_atoms:,} atoms rasterized on the fly"
+    what = ("random raster, network only" if args.random_raster
+            else f"porous sheet, {res.n_atoms:,} atoms rasterized on the fly")
     print(f"paper-size VALID subnet (f={F}, c={C}), {mode}, {args.workers} workers x 1 thread, {what}: "
           f"{res.pixels:,} px ({res.tiles:,} tiles) in {wall:.1f} s = {rate / 1e6:.2f} M px/s")
     if res.n_atoms:
