@@ -6,7 +6,8 @@ Accuracy: the held-out cells (``ednn-dask dataset sheets`` format) are predicted
 with halo sharing in float32 and in bf16; prints both MAEs against the
 reference (meV/atom) and the bf16-vs-fp32 difference. Speed: the median of
 ``--repeats`` evaluations of one ``--size``² random raster with each precision,
-in the default NCHW layout and in channels_last.
+in the default NCHW layout and in channels_last (``halo_shared(channels_last=)``),
+with each total's relative difference from fp32 NCHW.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def main() -> None:
     data = open_dataset(args.test, species)
     x = torch.from_numpy(np.ascontiguousarray(data["rasters"][: args.n]))
     ref, n_at = data["energies"][: args.n], data["n_atoms"][: args.n]
-    fp32, bf16 = loaded.halo_shared(), loaded.halo_shared(bf16=True)
+    fp32, bf16 = loaded.halo_shared(channels_last=False), loaded.halo_shared(bf16=True, channels_last=False)
     with torch.no_grad():
         e32 = np.concatenate([fp32(x[i : i + 50]).double().numpy() for i in range(0, len(x), 50)])
         e16 = np.concatenate([bf16(x[i : i + 50]).double().numpy() for i in range(0, len(x), 50)])
@@ -47,17 +48,20 @@ def main() -> None:
     side = args.size // f * f
     field = torch.rand(1, x.shape[1], side + 2 * c, side + 2 * c) * float(x.max())
     times = {}
-    for layout in (torch.contiguous_format, torch.channels_last):
-        inp = field.contiguous(memory_format=layout)
-        for name, model in (("fp32", fp32), ("bf16", bf16)):
-            model.tile_net.to(memory_format=layout)
+    outs = {}
+    for nhwc in (False, True):  # the layouts as `ednn.predict.channels-last` selects them
+        for name, low in (("fp32", False), ("bf16", True)):
+            model = loaded.halo_shared(bf16=low, channels_last=nhwc)
             with torch.no_grad():
-                t, _ = median_time(lambda: model.contributions_from_padded(inp), args.repeats)
-            times[name, layout is torch.channels_last] = t
+                times[name, nhwc], outs[name, nhwc] = median_time(
+                    lambda: model.contributions_from_padded(field), args.repeats)
     base = times["fp32", False]
     print(f"{side}x{side} px, halo-shared, {args.threads} threads, median of {args.repeats}; speed-up over fp32 NCHW:")
+    ref_total = float(outs["fp32", False].double().sum())
     for (name, cl), t in times.items():
-        print(f"  {name} {'channels_last' if cl else 'NCHW':13s}: {t:.3f} s  {base / t:.2f}x")
+        rel = abs(float(outs[name, cl].double().sum()) - ref_total) / abs(ref_total)
+        print(f"  {name} {'channels_last' if cl else 'NCHW':13s}: {t:.3f} s  {base / t:.2f}x   "
+              f"total rel. diff vs fp32 NCHW {rel:.1e}")
 
 
 if __name__ == "__main__":

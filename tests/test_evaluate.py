@@ -216,8 +216,16 @@ def test_halo_sharing_equals_per_tile(tmp_path, small_model, field, chunk):
     assert shared.total == pytest.approx(per_tile.total, rel=1e-6)
 
 
-def test_halo_shared_tiles_do_not_depend_on_chunking(tmp_path, small_model, field):
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_halo_shared_tiles_do_not_depend_on_chunking(tmp_path, small_model, field, channels_last):
     """Chunk edges fall on halo-window edges, so every tile sees the same float32 kernels: bitwise equal maps."""
+    import dask
+
+    with dask.config.set({"ednn.predict.channels-last": channels_last}):
+        _check_chunking_independence(tmp_path, small_model, field)
+
+
+def _check_chunking_independence(tmp_path, small_model, field):
     src = write_raster(tmp_path / "r.zarr", field, chunks=(3, 24, 8))
     maps = []
     for i, (chunk, scheduler) in enumerate([(16, "synchronous"), (32, "threads"), (1000, "threads")]):

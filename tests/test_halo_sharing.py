@@ -111,3 +111,21 @@ def test_loaded_model_predict_chooses_halo_sharing():
     torch.testing.assert_close(auto, per_tile, rtol=1e-6, atol=0)
     ising = get_model("ising")
     assert ising.default_ednn() is ising.ednn
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_channels_last_equals_nchw(dtype, tol):
+    """The NHWC layout changes kernels, not arithmetic: same contributions to round-off, input left untouched."""
+    torch.manual_seed(3)
+    sub = ConvSubnet(3, 24, [(4, 3, 2), (6, 3, 1)], dense=(8,), padding="valid").to(dtype)
+    net = TileNet(sub, offset=-1.0, scale=0.7, focus_baseline=(8, 8, 3)).to(dtype).eval()
+    net.focus_weights.normal_()
+    x = torch.rand(2, 3, 40, 48, dtype=dtype)
+    with torch.no_grad():
+        nchw = EDNN(net, 8, 8, halo_window=16).eval()(x, per_tile=True)
+        net.use_channels_last()
+        assert net.channels_last and net.subnet.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+        nhwc = EDNN(net, 8, 8, halo_window=16).eval()(x, per_tile=True)
+    assert x.is_contiguous()
+    torch.testing.assert_close(nhwc, nchw, rtol=tol, atol=tol)
+    assert not net.use_channels_last(False).subnet.features[0].weight.is_contiguous(memory_format=torch.channels_last)

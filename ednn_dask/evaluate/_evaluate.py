@@ -223,6 +223,7 @@ def evaluate(
     low = bool(config.get("evaluate.bf16", bf16))
     if low and not shared:
         raise EvaluationError(f"bf16 needs halo sharing, which model {loaded.name!r} does not allow")
+    nhwc = shared and bool(config.get("predict.channels-last"))
 
     target = int(config.get("evaluate.chunk", chunk))
     # with halo sharing, chunk edges fall on window edges: per-tile values do not depend on the chunking
@@ -264,7 +265,7 @@ def evaluate(
             from ..tiles import periodic_pad
 
             block = periodic_pad(torch.from_numpy(np.asarray(block, np.float32)), c, 2).numpy()
-        res = block_contributions(block, ref, shared, low, window)
+        res = block_contributions(block, ref, shared, low, window, nhwc)
         if store is not None and loc is not None:
             store.write(loc[1], loc[2], res)
         return res
@@ -311,7 +312,7 @@ def evaluate(
         n_atoms=int(n_atoms) if n_atoms else None,
         out=str(out) if out is not None else None,
         extra={"chunks": [list(arr.chunks[1]), list(arr.chunks[2])], "focus": f, "context": c, "halo_sharing": shared,
-               "bf16": low},
+               "bf16": low, "channels_last": nhwc},
     )
 
 

@@ -31,7 +31,7 @@ from typing import Any, Union
 
 import torch
 
-from .. import __version__, _json
+from .. import __version__, _json, config
 from ..nn import EDNN
 
 __all__ = ["ModelFileError", "LoadedModel", "save_model", "load_model", "read_metadata", "update_metadata", "FORMAT"]
@@ -241,13 +241,15 @@ class LoadedModel:
     def name(self) -> str:
         return str(self.metadata.get("name", Path(self.source).stem))
 
-    def halo_shared(self, bf16: bool = False, window: int | None = None) -> EDNN:
+    def halo_shared(self, bf16: bool = False, window: int | None = None, channels_last: bool | None = None) -> EDNN:
         """An EDNN that evaluates whole chunks with halo sharing, rebuilt from the file.
 
         ``bf16=True`` runs the conv stack and head under bfloat16 autocast
         (label scaling, baseline and the float64 total are unaffected).
         ``window`` is the halo window in focus pixels (``EDNN(halo_window=)``;
-        default ``ednn.predict.halo-window``).
+        default ``ednn.predict.halo-window``). ``channels_last`` runs the
+        conv stack in the NHWC memory layout (``TileNet.use_channels_last``;
+        default ``ednn.predict.channels-last``).
 
         Possible when the metadata describes a VALID conv subnet whose total
         stride divides the focus: the subnet is rebuilt from its ``subnet``
@@ -273,6 +275,7 @@ class LoadedModel:
         source = getattr(source, "fn", source)
         net.load_state_dict(source.state_dict(), strict=True)
         net.autocast_dtype = torch.bfloat16 if bf16 else None
+        net.use_channels_last(bool(config.get("predict.channels-last", channels_last)))
         if not net.supports_halo_sharing(meta["focus"]):
             raise ModelFileError(f"model {self.name!r}: focus is not a multiple of the subnet's stride")
         return EDNN(net.eval(), meta["focus"], meta["context"], halo_sharing=True, halo_window=window).eval()

@@ -51,8 +51,24 @@ class TileNet(nn.Module):
         #: ``torch.bfloat16`` runs the subnet (only) under CPU autocast; label scaling,
         #: baseline and sums stay float32 (set on inference copies, never saved)
         self.autocast_dtype: torch.dtype | None = None
+        #: run halo-shared inference in the channels_last memory layout (see
+        #: :meth:`use_channels_last`; inference copies only, never saved)
+        self.channels_last = False
         if focus_baseline is not None:
             self.register_buffer("focus_weights", torch.zeros(int(focus_baseline[2])))
+
+    def use_channels_last(self, on: bool = True) -> "TileNet":
+        """Switch halo-shared inference to the channels_last (NHWC) memory layout.
+
+        Moves the conv weights to that layout and makes :meth:`forward_shared`
+        convert its input, which lets oneDNN pick its blocked NHWC kernels on
+        CPU. Same arithmetic, different kernels: results agree with NCHW to
+        float32 round-off, and every window of one shape still runs the same
+        kernels, so totals stay independent of the chunking.
+        """
+        self.channels_last = bool(on)
+        self.to(memory_format=torch.channels_last if on else torch.contiguous_format)
+        return self
 
     def _run_subnet(self, fn, *args) -> torch.Tensor:
         if self.autocast_dtype is None:
@@ -78,7 +94,8 @@ class TileNet(nn.Module):
 
     def forward_shared(self, padded: torch.Tensor, focus: int) -> torch.Tensor:
         """``(B, n_y, n_x)`` contributions of a padded 2-D field (see ``ConvSubnet.forward_shared``)."""
-        out = self._run_subnet(self.subnet.forward_shared, padded, focus) * self.scale + self.offset
+        x = padded.contiguous(memory_format=torch.channels_last) if self.channels_last else padded
+        out = self._run_subnet(self.subnet.forward_shared, x, focus) * self.scale + self.offset
         if self.baseline is not None:
             f, c, ch = self.baseline
             inner = padded[:, :, c : padded.shape[2] - c, c : padded.shape[3] - c]
