@@ -2,7 +2,10 @@
 
 If the network has learned to ignore the context, blurring the outer band of
 every tile should hurt far less than blurring an equal area at the centre of
-the focus.
+the focus. When the focus is small against the tile (f = 8 in a 56-px tile),
+equal-area centre squares soon cover context too, so a second panel blurs
+equal squares at the centre (containing the focus) and in a corner (context
+only), from f/2 to 2f px.
 
     python scripts/blur_experiment.py --model hexagonal-sheet --test runs/hex_test.zarr \
         --out docs/blur_context_vs_focus.png [--n 300] [--sigma 3]
@@ -35,6 +38,12 @@ def centre_mask(t: int, side: int) -> np.ndarray:
     m = np.zeros((t, t), bool)
     lo = (t - side) // 2
     m[lo : lo + side, lo : lo + side] = True
+    return m
+
+
+def corner_mask(t: int, side: int) -> np.ndarray:
+    m = np.zeros((t, t), bool)
+    m[:side, :side] = True
     return m
 
 
@@ -78,12 +87,23 @@ def main() -> None:
                      "mae_context_blur": float(err_ctx.mean()), "mae_focus_blur": float(err_foc.mean())})
         print(f"blurred {area / t**2:5.1%} of each tile: context band {width:2d} px -> MAE {err_ctx.mean():7.3f} "
               f"meV/atom; focus square {side:2d} px -> {err_foc.mean():7.3f} meV/atom")
+    # equal squares at the tile's centre (the focus and the context next to it) or in a corner (context
+    # only): the test that still works when the focus is a small part of the tile (f = 8 of 56 px)
+    squares = []
+    for side in range(f // 2, min(2 * f + 1, c + 1), max(1, f // 4)) if f <= c else ():
+        err_ctr = np.abs(energies(centre_mask(t, side)) - e_ref) / n_atoms * 1e3
+        err_cor = np.abs(energies(corner_mask(t, side)) - e_ref) / n_atoms * 1e3
+        squares.append({"square_px": side, "area_fraction": side**2 / t**2,
+                        "mae_centre_blur": float(err_ctr.mean()), "mae_corner_blur": float(err_cor.mean())})
+        print(f"blurred a {side:2d} px square ({side**2 / t**2:5.1%}): at the centre -> MAE {err_ctr.mean():7.3f} "
+              f"meV/atom; in a corner (context) -> {err_cor.mean():7.3f} meV/atom")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, axes = plt.subplots(1, 2 if squares else 1, figsize=(11 if squares else 5.5, 4), squeeze=False)
+    ax = axes[0, 0]
     frac = [r["area_fraction"] * 100 for r in rows]
     ax.plot(frac, [r["mae_context_blur"] for r in rows], "o-", label="blur in context (outer band)")
     ax.plot(frac, [r["mae_focus_blur"] for r in rows], "s-", label="blur in focus (centre square)")
@@ -94,10 +114,23 @@ def main() -> None:
     ax.set_yscale("log")
     ax.set_title(f"{model.name}: f={f}, c={c}, Gaussian blur sigma={args.sigma:g} px")
     ax.legend()
+    if squares:
+        ax2 = axes[0, 1]
+        side = [r["square_px"] for r in squares]
+        ax2.plot(side, [r["mae_centre_blur"] for r in squares], "s-", label="square at the centre (focus)")
+        ax2.plot(side, [r["mae_corner_blur"] for r in squares], "o-", label="square in a corner (context)")
+        ax2.axhline(base.mean(), color="k", lw=0.8, ls="--", label="no blur")
+        ax2.axvline(f, color="grey", lw=0.8, ls=":", label=f"focus edge ({f} px)")
+        ax2.set_xlabel("blurred square edge [px]")
+        ax2.set_ylabel("MAE [meV/atom]")
+        ax2.set_yscale("log")
+        ax2.set_title("equal squares: centre vs corner")
+        ax2.legend()
     fig.tight_layout()
     fig.savefig(args.out, dpi=120)
     Path(args.out).with_suffix(".json").write_text(
-        json.dumps({"model": model.name, "focus": f, "context": c, "baseline_mae": float(base.mean()), "n": int(args.n), "sigma_px": args.sigma, "rows": rows}, indent=1)
+        json.dumps({"model": model.name, "focus": f, "context": c, "baseline_mae": float(base.mean()), "n": int(args.n), "sigma_px": args.sigma, "rows": rows,
+                    "squares": squares}, indent=1)
     )
     print(f"wrote {args.out}")
 
