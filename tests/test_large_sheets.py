@@ -45,6 +45,32 @@ def test_chunked_zarr_equals_in_memory_raster(tmp_path, chunk):
     np.testing.assert_allclose(arr[:], ref, atol=1e-6)
 
 
+@pytest.mark.parametrize("chunk,halo", [(100, 24), (40, 60), (1000, 8)])
+def test_chunk_drawn_with_halo_equals_periodic_crop(chunk, halo):
+    """A chunk drawn with its context border from the atoms equals the wrap-padded full raster, cut out.
+
+    This is what the evaluator's on-the-fly path feeds the network instead of ``map_overlap``'s assembly;
+    halos wider than a bin (chunk 40, halo 60: atoms two bins away) and wrap on every side.
+    """
+    from ednn_dask.raster._gaussian import GAMMA
+    from ednn_dask.raster._zarr import BinnedAtoms, raster_chunk
+    from ednn_dask.raster import RasterGrid
+
+    rng = np.random.default_rng(1)
+    at = S.thermal_displacements(S.substitute(S.supercell(S.hexagonal_sheet(), 3, 2), 0.3, rng), 800, rng)
+    ref = raster_from_atoms(at, SHEET_SPACING).astype(np.float64)
+    arrays = AtomsArrays(at.positions, at.numbers, at.cell.lengths()[:2])
+    grid = RasterGrid.for_cell(arrays.lengths_xy, SHEET_SPACING)
+    binned = arrays.bin(grid, (chunk, chunk))
+    padded = np.pad(ref, ((0, 0), (halo, halo), (halo, halo)), mode="wrap")
+    for iy in range(binned.nby):
+        for ix in range(binned.nbx):
+            r0, r1, c0, c1 = binned.region(iy, ix)
+            got = raster_chunk(binned, iy, ix, [5, 6, 7], GAMMA, halo=halo)
+            assert got.shape == (3, r1 - r0 + 2 * halo, c1 - c0 + 2 * halo)
+            np.testing.assert_allclose(got, padded[:, r0 : r1 + 2 * halo, c0 : c1 + 2 * halo], atol=1e-6)
+
+
 def test_bad_structures_leave_no_output(tmp_path):
     with pytest.raises(StructureError, match="not an integer"):
         rasterize_to_zarr(AtomsArrays(np.zeros((1, 2)), [6], (10.01, 10.0)), tmp_path / "a.zarr", (0.1, 0.1))

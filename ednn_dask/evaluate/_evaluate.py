@@ -4,7 +4,9 @@ A raster (Zarr array ``(channel, y, x)``) opens lazily as a Dask array, is
 rechunked to focus-aligned chunks, and one ``map_overlap`` call with
 ``depth = c`` and periodic boundaries hands every chunk its context; the
 block function runs the model's tile code; a float64 tree reduction gives
-the total.
+the total. A structure file (atoms) needs no raster at all: each task draws
+its chunk *with* the context border from the atoms that reach it, so no
+pixels move between workers and the graph has one task per chunk.
 """
 from __future__ import annotations
 
@@ -193,7 +195,8 @@ def evaluate(
     bf16 : bool, optional
         Run the conv stack under bfloat16 autocast (needs ``halo_sharing``;
         label scaling, baseline and the float64 total stay exact). Measured
-        here it brought no speed-up (0.98x) for +0.007 meV/atom held-out MAE
+        here with channels_last: 2.3-2.8x the fp32 speed for +0.05-0.08
+        meV/atom held-out MAE, but single cells move by up to 2.6 meV/atom
         (``benchmarks/bench_bf16.py``); off by default (``ednn.evaluate.bf16``).
 
     Returns
@@ -228,8 +231,9 @@ def evaluate(
     target = int(config.get("evaluate.chunk", chunk))
     # with halo sharing, chunk edges fall on window edges: per-tile values do not depend on the chunking
     unit = window if shared else f
+    atoms_ref = None
     if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
-        arr, attrs = _atoms_source(source, meta, target, unit)  # drawn in final chunks: no rechunk
+        arr, attrs, atoms_ref = _atoms_source(source, meta, target, unit)  # drawn in final chunks: no rechunk
     elif isinstance(source, (str, os.PathLike)):
         arr, attrs = open_raster(source)
     else:
@@ -253,24 +257,38 @@ def evaluate(
 
     store = _TileStore.open(out, arr.chunks, out_chunks, f, attrs, meta) if out is not None else None
 
-    def block_fn(block, block_info=None):
-        loc = block_info[0]["chunk-location"] if block_info else None
+    def contributions(loc, block):
+        """Tile contributions of chunk ``loc`` = (iy, ix); ``block()`` gives it with its context."""
         if store is not None and loc is not None:
-            done = store.read_done(loc[1], loc[2])
+            done = store.read_done(*loc)
             if done is not None:
                 return done
+        res = block_contributions(block(), ref, shared, low, window, nhwc)
+        if store is not None and loc is not None:
+            store.write(*loc, res)
+        return res
+
+    def block_fn(block, block_info=None):
+        loc = tuple(block_info[0]["chunk-location"][1:]) if block_info else None
         if small:
             import torch
 
             from ..tiles import periodic_pad
 
-            block = periodic_pad(torch.from_numpy(np.asarray(block, np.float32)), c, 2).numpy()
-        res = block_contributions(block, ref, shared, low, window, nhwc)
-        if store is not None and loc is not None:
-            store.write(loc[1], loc[2], res)
-        return res
+            return contributions(loc, lambda: periodic_pad(torch.from_numpy(np.asarray(block, np.float32)), c, 2).numpy())
+        return contributions(loc, lambda: block)
 
-    if small:
+    def atoms_fn(block_info=None):
+        from ._worker import raster_block
+
+        loc = tuple(block_info[None]["chunk-location"])
+        return contributions(loc, lambda: raster_block(atoms_ref, block_info, halo=c))
+
+    if atoms_ref is not None and not small:
+        # each task draws its chunk with the context border straight from the atoms: no halo exchange
+        # between workers and one task per chunk instead of map_overlap's slicing and concatenation
+        contrib = da.map_blocks(atoms_fn, chunks=out_chunks, dtype=np.float64, meta=np.empty((0, 0), np.float64))
+    elif small:
         contrib = da.map_blocks(block_fn, arr, drop_axis=0, chunks=out_chunks, dtype=np.float64,
                                 meta=np.empty((0, 0), np.float64))
     else:
@@ -352,7 +370,7 @@ def _compute(total, client, scheduler, progress) -> float:
 
 
 def _atoms_source(path, meta: dict, target: int, unit: int):
-    """A lazy raster drawn chunk by chunk from a structure file, at the model's spacing.
+    """A lazy raster drawn chunk by chunk from a structure file, at the model's spacing, and its ``AtomsRef``.
 
     Chunks are multiples of ``unit`` (the focus, or the halo window) near
     ``target``: the chunks the evaluation uses, so the raster is never
@@ -389,7 +407,7 @@ def _atoms_source(path, meta: dict, target: int, unit: int):
     ref = AtomsRef.from_path(path, spacing, inp["species"], channels, chunks)
     arr = da.map_blocks(raster_block, ref=ref, chunks=((n_ch,), *chunks), dtype=np.float32,
                         meta=np.empty((0, 0, 0), np.float32))
-    return arr, {"spacing": list(spacing), "n_atoms": int(atoms.numbers.size), "cell": list(atoms.lengths_xy)}
+    return arr, {"spacing": list(spacing), "n_atoms": int(atoms.numbers.size), "cell": list(atoms.lengths_xy)}, ref
 
 
 class _TileStore:

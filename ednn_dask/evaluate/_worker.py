@@ -132,10 +132,11 @@ def cached_atoms(ref: AtomsRef):
         return hit
 
 
-def raster_block(ref: AtomsRef, block_info=None) -> np.ndarray:
-    """One raster chunk ``(C, h, w)`` drawn from the atoms near it."""
+def raster_block(ref: AtomsRef, block_info=None, halo: int = 0) -> np.ndarray:
+    """One raster chunk ``(C, h, w)`` drawn from the atoms near it (``halo`` px of context per side added)."""
+    from ..raster._gaussian import GAMMA
     from ..raster._zarr import raster_chunk
 
     binned, species_z = cached_atoms(ref)
-    _, iy, ix = block_info[None]["chunk-location"]
-    return raster_chunk(binned, iy, ix, species_z, 0.2)
+    iy, ix = block_info[None]["chunk-location"][-2:]
+    return raster_chunk(binned, iy, ix, species_z, GAMMA, halo=halo)

@@ -64,11 +64,10 @@ class BinnedAtoms:
         self.nby, self.nbx = len(self.edges[0]) - 1, len(self.edges[1]) - 1
         hy, hx = grid.spacing
         Ly, Lx = grid.lengths
+        self.cutoff = float(cutoff)
+        self._min_size = (np.diff(self.edges[0]).min() * hy, np.diff(self.edges[1]).min() * hx)  # Å
         # how many rings of neighbouring bins a stencil can reach
-        self.reach = (
-            int(np.ceil(cutoff / (np.diff(self.edges[0]).min() * hy))) if self.nby > 1 else 0,
-            int(np.ceil(cutoff / (np.diff(self.edges[1]).min() * hx))) if self.nbx > 1 else 0,
-        )
+        self.reach = self._reach(0, 0)
         x = np.mod(atoms.positions[:, 0], Lx)
         y = np.mod(atoms.positions[:, 1], Ly)
         by = np.clip(np.searchsorted(self.edges[0], y / hy, side="right") - 1, 0, self.nby - 1)
@@ -79,24 +78,45 @@ class BinnedAtoms:
         self.numbers = atoms.numbers[order]
         self.starts = np.searchsorted(key[order], np.arange(self.nby * self.nbx + 1))
 
-    def region(self, iy: int, ix: int) -> tuple[int, int, int, int]:
-        """Pixel rows/cols ``(r0, r1, c0, c1)`` of chunk ``(iy, ix)``."""
-        ey, ex = self.edges
-        return int(ey[iy]), int(ey[iy + 1]), int(ex[ix]), int(ex[ix + 1])
+    def _reach(self, halo_y: int, halo_x: int) -> tuple[int, int]:
+        """Rings of neighbouring bins that reach a chunk grown by ``halo`` pixels per side."""
+        hy, hx = self.grid.spacing
+        return (
+            int(np.ceil((self.cutoff + halo_y * hy) / self._min_size[0])) if self.nby > 1 else 0,
+            int(np.ceil((self.cutoff + halo_x * hx) / self._min_size[1])) if self.nbx > 1 else 0,
+        )
 
-    def near(self, iy: int, ix: int) -> np.ndarray:
-        """Indices of atoms in bin (iy, ix) and the periodic neighbours a stencil can reach from."""
-        ky = sorted({(iy + d) % self.nby for d in range(-self.reach[0], self.reach[0] + 1)})
-        kx = sorted({(ix + d) % self.nbx for d in range(-self.reach[1], self.reach[1] + 1)})
+    def region(self, iy: int, ix: int, halo: int = 0) -> tuple[int, int, int, int]:
+        """Pixel rows/cols ``(r0, r1, c0, c1)`` of chunk ``(iy, ix)``, grown by ``halo`` px per side.
+
+        A grown region may extend beyond the grid: :func:`rasterize` wraps it periodically.
+        """
+        ey, ex = self.edges
+        return int(ey[iy]) - halo, int(ey[iy + 1]) + halo, int(ex[ix]) - halo, int(ex[ix + 1]) + halo
+
+    def near(self, iy: int, ix: int, halo: int = 0) -> np.ndarray:
+        """Indices of atoms whose stencil can reach chunk (iy, ix) grown by ``halo`` px (periodic).
+
+        Bins are taken in ascending order whatever the chunk, so every pixel sums its atoms in one order.
+        """
+        ry, rx = self._reach(halo, halo) if halo else self.reach
+        ky = sorted({(iy + d) % self.nby for d in range(-ry, ry + 1)})
+        kx = sorted({(ix + d) % self.nbx for d in range(-rx, rx + 1)})
         idx = [np.arange(self.starts[a * self.nbx + b], self.starts[a * self.nbx + b + 1]) for a in ky for b in kx]
         return np.concatenate(idx)
 
 
-def raster_chunk(binned: BinnedAtoms, iy: int, ix: int, species_z: Sequence[int] | None, gamma: float) -> np.ndarray:
-    """One output chunk ``(C, h, w)``: channels per species (``species_z``) or one Z channel (``None``)."""
+def raster_chunk(
+    binned: BinnedAtoms, iy: int, ix: int, species_z: Sequence[int] | None, gamma: float, halo: int = 0
+) -> np.ndarray:
+    """One output chunk ``(C, h + 2 halo, w + 2 halo)``: channels per species (``species_z``) or one Z channel.
+
+    ``halo`` > 0 draws the chunk with its periodic context border, as ``map_overlap`` would assemble it
+    from the neighbouring chunks, but from the atoms directly (no data moves between workers).
+    """
     grid = binned.grid
-    region = binned.region(iy, ix)
-    idx = binned.near(iy, ix)
+    region = binned.region(iy, ix, halo)
+    idx = binned.near(iy, ix, halo)
     pos, z = binned.xy[idx], binned.numbers[idx].astype(np.float64)
     if species_z is None:
         return rasterize(pos, z, grid, region=region, gamma=gamma)[None]
