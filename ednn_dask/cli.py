@@ -184,10 +184,21 @@ def _model_out(path: str) -> Path:
 
 
 def _train_config(args):
+    import torch
+
     from .train import TrainConfig
 
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as e:
+        raise UserError(f"--device {args.device!r} is not a torch device ({e})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device}: torch sees no CUDA GPU on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {args.device}: the MPS backend is not available on this machine")
+
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_final=args.lr_final,
-                       seed=args.seed, threads=args.threads, progress=not args.quiet)
+                       seed=args.seed, threads=args.threads, progress=not args.quiet, device=args.device)
 
 
 def _cmd_train_ising(args) -> int:
@@ -589,6 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--data-seed", type=int, default=1)
     ti.add_argument("--data", help="cache the sampled dataset in this .npz (reused if present)")
     ti.add_argument("--threads", type=int, default=None)
+    ti.add_argument("--device", default="cpu", help="train on this torch device, e.g. cuda (the model is saved for the CPU)")
     ti.add_argument("--checkpoint", help="checkpoint file, written every epoch")
     ti.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     ti.add_argument("--no-eval", action="store_true", help="skip the held-out and 128x128 tests")
@@ -613,6 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--lr-final", type=float, default=1e-6)
     ts.add_argument("--seed", type=int, default=0)
     ts.add_argument("--threads", type=int, default=None)
+    ts.add_argument("--device", default="cpu", help="train on this torch device, e.g. cuda (the model is saved for the CPU)")
     ts.add_argument("--checkpoint")
     ts.add_argument("--resume", action="store_true")
     ts.add_argument("--report")

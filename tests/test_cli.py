@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from ednn_dask.systems.ising import ising_energy, sample_ising
 
@@ -113,6 +114,15 @@ def test_train_rejects_bad_output_name(tmp_path):
     r = run("train", "ising", "--n", 100, "--epochs", 1, "--out", tmp_path / "m.txt")
     assert r.returncode != 0 and "--out must end in .pt2" in r.stderr
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_train_on_missing_gpu_is_one_clear_error(tmp_path):
+    r = run("train", "ising", "--n", 100, "--epochs", 1, "--device", "cuda", "--out", tmp_path / "m.pt2")
+    assert r.returncode != 0 and "--device cuda: torch sees no CUDA GPU" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+    r = run("train", "ising", "--n", 100, "--epochs", 1, "--device", "gpu0", "--out", tmp_path / "m.pt2")
+    assert r.returncode != 0 and "is not a torch device" in r.stderr
 
 
 def test_dataset_ising(tmp_path):

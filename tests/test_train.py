@@ -101,3 +101,54 @@ def test_refit_readout_with_tile_count_not_a_multiple_of_the_tile_batch():
     refit_readout(model, x, data.energies, batch_size=5)
     after = error_metrics(predict_batched(model, x), data.energies)["rmse"]
     assert after < 0.5 * before
+
+
+def _train_both(model_fn, x, y, cfg, **kw):
+    from dataclasses import replace
+
+    a, b = model_fn(), model_fn()
+    train(a, x, y, cfg, **kw)
+    train(b, x, y, replace(cfg, device="cuda"), **kw)
+    return a, b
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_cuda_matches_cpu(small_ising):
+    """Same seed, same batches: a CUDA run ends where the CPU run ends, and the model comes back on the CPU."""
+    from ednn_dask.train.sheets import build_sheet_model, sheet_symmetries
+
+    x, y = spins_to_fields(small_ising.spins[:600]), small_ising.energies[:600]
+    cfg = TrainConfig(epochs=2, batch_size=100, lr=1e-3, progress=False, refit_readout=True)
+    a, b = _train_both(lambda: build_ising_model(1, 1, seed=0), x, y, cfg, n_sites=64, augment=ising_symmetries)
+    assert all(p.device.type == "cpu" for p in b.parameters())
+    pa, pb = predict_batched(a, x), predict_batched(b, x)
+    assert np.abs(pa - pb).max() < 1e-3 * np.abs(y).std()
+
+    g = torch.Generator().manual_seed(0)  # sheet-like fields: the VALID CNN, halo-shared training, baseline refit
+    fields = torch.rand(64, 2, 64, 64, generator=g)
+    energies = fields.double().sum((1, 2, 3)).numpy() + 0.1 * fields[:, 0, ::4, ::4].double().pow(2).sum((1, 2)).numpy()
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-3, progress=False, refit_readout=True)
+    a, b = _train_both(lambda: build_sheet_model(8, 24, channels=2, activation="silu"), fields, energies, cfg,
+                       augment=sheet_symmetries)
+    pa, pb = predict_batched(a, fields), predict_batched(b, fields)
+    assert np.abs(pa - pb).max() < 1e-3 * energies.std()
+
+
+def test_refit_readout_halo_shared_equals_per_tile():
+    """The readout refit sums the readout's inputs by halo-shared convolution: the same sums as tile by tile."""
+    from ednn_dask.train.sheets import build_sheet_model
+    from ednn_dask.train.trainer import _readout_layer, _shared_feature_sums, _tile_feature_sums
+
+    g = torch.Generator().manual_seed(3)
+    fields = torch.rand(24, 2, 48, 64, generator=g)
+    energies = fields.double().sum((1, 2, 3)).numpy() + fields[:, 1, ::3, ::5].double().pow(2).sum((1, 2)).numpy()
+    m = build_sheet_model(8, 24, channels=2, activation="silu", seed=1)
+    idx = np.arange(4, 24)
+    shared = _shared_feature_sums(m, fields, idx)
+    tiles = _tile_feature_sums(m, _readout_layer(m), fields, idx, 7)
+    assert shared.shape == (20, 128) and m.halo_sharing
+    torch.testing.assert_close(shared, tiles, rtol=1e-5, atol=1e-5)
+    before = predict_batched(m, fields[4:])
+    refit_readout(m, fields, energies, index=idx)
+    after = predict_batched(m, fields[4:])
+    assert np.abs(after - energies[4:]).mean() < 0.01 * np.abs(before - energies[4:]).mean()

@@ -214,23 +214,36 @@ class ConvSubnet(nn.Module):
         torch.Tensor
             ``(B, n_y, n_x)``.
         """
+        return self._shared(padded, focus, readout=True).squeeze(1)
+
+    def shared_features(self, padded: torch.Tensor, focus: int) -> torch.Tensor:
+        """Inputs of the final width-1 linear layer at every tile, sharing the context work.
+
+        ``(B, hidden, n_y, n_x)``: what the last ``nn.Linear`` of the head sees
+        for each tile of a padded field (see :meth:`forward_shared`). Needs at
+        least one hidden dense layer.
+        """
+        if not self.spec["dense"]:
+            raise ValueError("shared_features needs a hidden dense layer before the readout")
+        return self._shared(padded, focus, readout=False)
+
+    def _shared(self, padded: torch.Tensor, focus: int, readout: bool) -> torch.Tensor:
         if not self.supports_halo_sharing(focus):
             raise ValueError(
                 f"halo sharing needs VALID padding and focus a multiple of the stride {self.total_stride}"
             )
         feat = self.features(padded)
-        linears = [m for m in self.head if isinstance(m, nn.Linear)]
-        first = linears[0]
+        first = self.head[0]
         ch, k, _ = self.feature_shape
         y = nn.functional.conv2d(
             feat, first.weight.reshape(first.out_features, ch, k, k), first.bias, stride=focus // self.total_stride
         )
-        for mod in list(self.head)[1:]:
+        for mod in list(self.head)[1:] if readout else list(self.head)[1:-1]:
             if isinstance(mod, nn.Linear):
                 y = nn.functional.conv2d(y, mod.weight[:, :, None, None], mod.bias)
             else:
                 y = mod(y)
-        return y.squeeze(1)
+        return y
 
 
 def build_subnet(spec: dict[str, Any]) -> nn.Module:

@@ -30,7 +30,7 @@ def ising_symmetries(fields: torch.Tensor, gen: torch.Generator) -> torch.Tensor
     axis with probability 1/2. All leave ``H`` unchanged.
     """
     sign = torch.randint(0, 2, (fields.shape[0],) + (1,) * (fields.dim() - 1), generator=gen) * 2 - 1
-    out = fields * sign.to(fields.dtype)
+    out = fields * sign.to(device=fields.device, dtype=fields.dtype)
     coin = torch.randint(0, 2, (3,), generator=gen).tolist()
     if coin[0] and out.shape[-1] == out.shape[-2]:
         out = out.transpose(-1, -2)

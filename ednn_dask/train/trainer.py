@@ -47,6 +47,11 @@ class TrainConfig:
         After the last epoch, solve the final linear layer exactly by
         float64 least squares on the training split (see
         :func:`refit_readout`).
+    device : str
+        Where the model and the training fields live while training
+        (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...). The fields are copied
+        to the device once; the trained model is returned on the CPU.
+        The float64 readout refit runs with TF32 off.
     """
 
     epochs: int = 30
@@ -58,6 +63,7 @@ class TrainConfig:
     threads: int | None = None
     progress: bool = True
     refit_readout: bool = True
+    device: str = "cpu"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_metadata(self) -> dict[str, Any]:
@@ -108,8 +114,8 @@ def _channel_sums(fields: torch.Tensor, index: np.ndarray, batch: int = 256) -> 
     """Per-channel pixel sums ``(len(index), C)`` in float64, a batch at a time (no copy of the data set)."""
     out = []
     for i in range(0, len(index), batch):
-        part = fields[torch.from_numpy(index[i : i + batch])].double()
-        out.append(part.sum(dim=tuple(range(2, part.dim()))))
+        part = fields[torch.from_numpy(index[i : i + batch]).to(fields.device)].double()
+        out.append(part.sum(dim=tuple(range(2, part.dim()))).cpu())
     return torch.cat(out)
 
 
@@ -126,7 +132,7 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
 def predict_batched(model: EDNN, fields: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
     """Totals of many fields in float64, evaluated in batches."""
     model.eval()
-    out = [model(fields[i : i + batch_size]).double() for i in range(0, fields.shape[0], batch_size)]
+    out = [model(fields[i : i + batch_size]).double().cpu() for i in range(0, fields.shape[0], batch_size)]
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
@@ -181,6 +187,9 @@ def train(
     energies = np.asarray(energies, dtype=np.float64)
     if fields.shape[0] != energies.shape[0]:
         raise ValueError(f"{fields.shape[0]} fields but {energies.shape[0]} labels")
+    device = torch.device(config.device)
+    model.to(device)
+    fields = fields.to(device)  # one copy on an accelerator; the same tensor on the CPU
     tr, va = split_indices(fields.shape[0], config.val_fraction, config.seed)
     ntile = n_tiles(fields.shape[2:], model.focus)
     sites = None if n_sites is None else np.broadcast_to(np.asarray(n_sites), energies.shape)
@@ -195,7 +204,7 @@ def train(
     history: list[dict[str, float]] = []
     start = 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, weights_only=True)
+        state = torch.load(checkpoint, weights_only=True, map_location=device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -210,12 +219,12 @@ def train(
             model.tile_net.scale.fill_(scale)
 
     scale = float(model.tile_net.scale) * ntile
-    y_all = torch.from_numpy(energies).to(fields.dtype)
+    y_all = torch.from_numpy(energies).to(device=device, dtype=fields.dtype)
     bar = _progress(range(start, config.epochs), config.progress, initial=start, total=config.epochs)
     for epoch in bar:
         model.train()
         gen = torch.Generator().manual_seed(config.seed * 100003 + epoch)
-        order = torch.from_numpy(tr)[torch.randperm(tr.size, generator=gen)]
+        order = torch.from_numpy(tr)[torch.randperm(tr.size, generator=gen)].to(device)
         running = 0.0
         for i in range(0, order.numel(), config.batch_size):
             idx = order[i : i + config.batch_size]
@@ -227,8 +236,8 @@ def train(
             loss.backward()
             opt.step()
             sched.step()
-            running += loss.item() * idx.numel()
-        row: dict[str, float] = {"epoch": epoch, "loss": running / tr.size, "lr": opt.param_groups[0]["lr"]}
+            running += loss.detach().double() * idx.numel()  # no host sync per step on an accelerator
+        row: dict[str, float] = {"epoch": epoch, "loss": float(running) / tr.size, "lr": opt.param_groups[0]["lr"]}
         if va.size:
             p = predict_batched(model, fields[va])
             m = error_metrics(p, energies[va], None if sites is None else sites[va])
@@ -239,7 +248,12 @@ def train(
         if checkpoint is not None:
             _save_checkpoint(checkpoint, model, opt, sched, epoch, history, config)
     if config.refit_readout and start <= config.epochs:
-        refit_readout(model, fields, energies, index=tr)
+        tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            refit_readout(model, fields, energies, index=tr)
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
         row = {"epoch": config.epochs, "loss": None, "lr": 0.0, "refit": 1.0}
         if va.size:
             p = predict_batched(model, fields[va])
@@ -247,6 +261,7 @@ def train(
             row.update({f"val_{k}": v for k, v in m.items() if k != "n"})
         history.append(row)
     model.eval()
+    model.to("cpu")
     return history
 
 
@@ -288,26 +303,15 @@ def refit_readout(
     """
     model.eval()
     layer = _readout_layer(model)
-    captured: list[torch.Tensor] = []
-    handle = layer.register_forward_pre_hook(lambda mod, inp: captured.append(inp[0].detach()))
-    ntile = n_tiles(fields.shape[2:], model.focus)
-    shared, model.halo_sharing = model.halo_sharing, False  # the hook needs the per-tile head
     index = np.arange(fields.shape[0]) if index is None else np.asarray(index)
-    try:
-        rows = []
-        for i in range(0, len(index), batch_size):
-            captured.clear()
-            chunk = fields[torch.from_numpy(index[i : i + batch_size])]
-            model(chunk)
-            # inference pads tile batches to a fixed size: keep the real tiles, which come first
-            phi = torch.cat(captured)[: chunk.shape[0] * ntile].double().reshape(chunk.shape[0], ntile, -1).sum(1)
-            rows.append(phi)
-    finally:
-        handle.remove()
-        model.halo_sharing = shared
+    sub = getattr(model.tile_net, "subnet", None)
+    if model.halo_sharing and getattr(sub, "spec", {}).get("dense"):
+        phi = _shared_feature_sums(model, fields, index)
+    else:
+        phi = _tile_feature_sums(model, layer, fields, index, batch_size)
     net = model.tile_net
+    ntile = n_tiles(fields.shape[2:], model.focus)
     offset, scale = float(net.offset), float(net.scale)
-    phi = torch.cat(rows)
     k = phi.shape[1]
     cols = [phi, torch.full((phi.shape[0], 1), float(ntile), dtype=torch.float64)]
     if net.baseline is not None:  # the baseline weights are linear too: solve them jointly, in label units / scale
@@ -320,10 +324,45 @@ def refit_readout(
     normal = An.T @ An
     normal += ridge * normal.diagonal().mean() * torch.eye(normal.shape[0], dtype=torch.float64)
     coef = torch.linalg.solve(normal, An.T @ y) / norm
-    layer.weight.copy_(coef[:k].reshape(1, -1).to(layer.weight.dtype))
-    layer.bias.copy_(coef[k : k + 1].to(layer.bias.dtype))
+    layer.weight.copy_(coef[:k].reshape(1, -1))
+    layer.bias.copy_(coef[k : k + 1])
     if net.baseline is not None:
-        net.focus_weights.copy_(coef[k + 1 :].to(net.focus_weights.dtype))
+        net.focus_weights.copy_(coef[k + 1 :])
+
+
+def _shared_feature_sums(model: EDNN, fields: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+    """Per-field sums ``(N, hidden)`` of the readout's inputs over all tiles, by halo-shared convolution."""
+    from ..tiles import periodic_pad
+
+    per_field = math.prod(s + 2 * model.context for s in fields.shape[2:]) * fields.shape[1]
+    step = max(1, min(len(index), 2**22 // per_field))  # ~16 MB of padded input per batch
+    rows = []
+    for i in range(0, len(index), step):
+        chunk = fields[torch.from_numpy(index[i : i + step]).to(fields.device)]
+        feat = model.tile_net.subnet.shared_features(periodic_pad(chunk, model.context, model.ndim), model.focus)
+        rows.append(feat.double().sum((2, 3)).cpu())
+    return torch.cat(rows)
+
+
+def _tile_feature_sums(model: EDNN, layer, fields: torch.Tensor, index: np.ndarray, batch_size: int) -> torch.Tensor:
+    """Per-field sums ``(N, hidden)`` of the readout's inputs, tile by tile (a forward hook on ``layer``)."""
+    captured: list[torch.Tensor] = []
+    handle = layer.register_forward_pre_hook(lambda mod, inp: captured.append(inp[0].detach()))
+    ntile = n_tiles(fields.shape[2:], model.focus)
+    shared, model.halo_sharing = model.halo_sharing, False  # the hook needs the per-tile head
+    try:
+        rows = []
+        for i in range(0, len(index), batch_size):
+            captured.clear()
+            chunk = fields[torch.from_numpy(index[i : i + batch_size]).to(fields.device)]
+            model(chunk)
+            # inference pads tile batches to a fixed size: keep the real tiles, which come first
+            phi = torch.cat(captured)[: chunk.shape[0] * ntile].double().reshape(chunk.shape[0], ntile, -1).sum(1)
+            rows.append(phi.cpu())
+    finally:
+        handle.remove()
+        model.halo_sharing = shared
+    return torch.cat(rows)
 
 
 def _save_checkpoint(path, model, opt, sched, epoch, history, config) -> None:
