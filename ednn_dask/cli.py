@@ -309,13 +309,18 @@ def _cmd_rasterize(args) -> int:
     from .raster._zarr import rasterize_to_zarr
     from .systems.large import load_atoms
 
-    spacing, species, channels = SHEET_SPACING, SPECIES, "species"
+    from .raster._register import HONEYCOMB
+
+    spacing, species, channels, lattice = SHEET_SPACING, SPECIES, "species", HONEYCOMB
     if args.model:
         meta = get_model(args.model).metadata
         if meta.get("input", {}).get("kind") != "raster":
             raise UserError(f"model {args.model!r} does not take rasters")
         spacing, species = meta["pixel_spacing"]["value"], meta["input"]["species"]
         channels = meta["input"].get("channels", "species")
+        lattice = meta["input"].get("lattice")
+    if args.no_register:
+        lattice = None
     if args.spacing:
         spacing = (args.spacing, args.spacing)
     out = Path(args.output)
@@ -324,7 +329,7 @@ def _cmd_rasterize(args) -> int:
     try:
         atoms = load_atoms(args.structure)
         rasterize_to_zarr(atoms, out, spacing, species, channels, chunk=args.chunk, overwrite=args.overwrite,
-                          progress=not args.quiet)
+                          progress=not args.quiet, lattice=lattice)
     except StructureError as exc:
         raise UserError(str(exc)) from None
     print(f"wrote {out}", file=sys.stderr)
@@ -533,6 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     ra.add_argument("--model", help="take spacing, species and channels from this model")
     ra.add_argument("--spacing", type=float, help="override: square pixels of this size in Å")
     ra.add_argument("--chunk", type=int, default=1024, help="chunk edge in pixels")
+    ra.add_argument("--no-register", action="store_true",
+                    help="keep the atoms where they are (default: translate the sheet onto the honeycomb origin "
+                    "the sheet models were trained on, which leaves its energy unchanged)")
     ra.add_argument("--overwrite", action="store_true")
     ra.add_argument("--quiet", action="store_true")
     ra.set_defaults(func=_cmd_rasterize)

@@ -16,7 +16,8 @@ array              shape, dtype              meaning
 
 Group attributes: ``kind``, ``seed``, ``block``, ``spacing`` ``[h_y, h_x]``
 (Å), ``gamma`` (Å), ``species``, ``channels``, ``reference``, ``units``,
-``temperature_range`` (K), ``ednn_dask_version``.
+``temperature_range`` (K), ``lattice`` (the honeycomb every cell was translated onto before
+rasterizing, see :mod:`ednn_dask.raster._register`), ``ednn_dask_version``.
 
 Generation is split into blocks of ``block`` structures; block ``k`` is
 generated from ``seed`` and ``k`` alone, so the data do not depend on the
@@ -34,6 +35,7 @@ import numpy as np
 from ase import Atoms
 
 from ..raster import raster_from_atoms
+from ..raster._register import HONEYCOMB, register_honeycomb
 from ..reference import REFERENCE_NAME, tersoff_energy
 from ..systems import sheets as S
 
@@ -85,6 +87,8 @@ def _block(args: tuple[str, int, int, int]) -> tuple[int, dict[str, np.ndarray]]
     }
     for i in range(block):
         atoms = sample_structure(kind, rng)
+        # every cell on the lattice origin that prediction registers structures to (see raster/_register.py)
+        atoms.positions = register_honeycomb(atoms.positions, atoms.cell.lengths()[:2], HONEYCOMB, "a dataset cell")
         out["rasters"].append(raster_from_atoms(atoms, SHEET_SPACING, SPECIES))
         out["energies"][i] = tersoff_energy(atoms)
         n = len(atoms)
@@ -153,6 +157,7 @@ def generate_dataset(
                 "reference": REFERENCE_NAME,
                 "units": "eV",
                 "temperature_range": list(_T_RANGE[kind]),
+                "lattice": dict(HONEYCOMB),
                 "ednn_dask_version": __version__,
             }
         )

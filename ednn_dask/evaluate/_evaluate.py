@@ -330,7 +330,8 @@ def evaluate(
         n_atoms=int(n_atoms) if n_atoms else None,
         out=str(out) if out is not None else None,
         extra={"chunks": [list(arr.chunks[1]), list(arr.chunks[2])], "focus": f, "context": c, "halo_sharing": shared,
-               "bf16": low, "channels_last": nhwc},
+               "bf16": low, "channels_last": nhwc,
+               **({"registration_shift": list(attrs["registration_shift"])} if "registration_shift" in attrs else {})},
     )
 
 
@@ -404,10 +405,17 @@ def _atoms_source(path, meta: dict, target: int, unit: int):
     chunks = (aligned_chunks(H, unit, c, target), aligned_chunks(W, unit, c, target))
     channels = inp.get("channels", "species")
     n_ch = len(inp["species"]) if channels == "species" else 1
-    ref = AtomsRef.from_path(path, spacing, inp["species"], channels, chunks)
+    try:  # the model's training cells sit on one lattice origin: move the sheet there (exact for the energy)
+        shift = atoms.registration_shift(inp["lattice"]) if inp.get("lattice") else (0.0, 0.0)
+    except StructureError as exc:
+        raise EvaluationError(str(exc)) from None
+    ref = AtomsRef.from_path(path, spacing, inp["species"], channels, chunks, shift)
     arr = da.map_blocks(raster_block, ref=ref, chunks=((n_ch,), *chunks), dtype=np.float32,
                         meta=np.empty((0, 0, 0), np.float32))
-    return arr, {"spacing": list(spacing), "n_atoms": int(atoms.numbers.size), "cell": list(atoms.lengths_xy)}, ref
+    attrs = {"spacing": list(spacing), "n_atoms": int(atoms.numbers.size), "cell": list(atoms.lengths_xy)}
+    if inp.get("lattice"):
+        attrs.update(lattice=dict(inp["lattice"]), registration_shift=list(shift))
+    return arr, attrs, ref
 
 
 class _TileStore:

@@ -104,18 +104,20 @@ class AtomsRef:
     species: tuple[str, ...]
     channels: str
     chunks: tuple[tuple[int, ...], tuple[int, ...]]
+    shift: tuple[float, float] = (0.0, 0.0)  #: Å, applied to the atoms before binning (lattice registration)
 
     @classmethod
-    def from_path(cls, path, spacing, species, channels, chunks) -> "AtomsRef":
+    def from_path(cls, path, spacing, species, channels, chunks, shift=(0.0, 0.0)) -> "AtomsRef":
         st = os.stat(path)
         token = hashlib.sha256(f"{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
         return cls(str(path), token, tuple(float(v) for v in spacing), tuple(species), channels,
-                   (tuple(int(v) for v in chunks[0]), tuple(int(v) for v in chunks[1])))
+                   (tuple(int(v) for v in chunks[0]), tuple(int(v) for v in chunks[1])),
+                   (float(shift[0]), float(shift[1])))
 
 
 def cached_atoms(ref: AtomsRef):
     """``(BinnedAtoms, species Z or None)`` for ``ref``, loaded and binned once per process."""
-    key = (ref.token, ref.spacing, ref.chunks)
+    key = (ref.token, ref.spacing, ref.chunks, ref.shift)
     with _LOCK:
         hit = _CACHE.get(key)
         if hit is None:
@@ -125,6 +127,8 @@ def cached_atoms(ref: AtomsRef):
             from ..systems.large import load_atoms
 
             atoms = load_atoms(ref.path)
+            if any(ref.shift):
+                atoms = atoms.shifted(ref.shift)
             grid = RasterGrid.for_cell(atoms.lengths_xy, ref.spacing)
             species_z = [atomic_numbers[s] for s in ref.species] if ref.channels == "species" else None
             hit = (atoms.bin(grid, ref.chunks), species_z)

@@ -58,6 +58,7 @@ def raster_from_atoms(
     channels: str = "species",
     gamma: float = GAMMA,
     tolerance: float = 1e-3,
+    lattice: dict | None = None,
 ) -> np.ndarray:
     """Rasterize a sheet: ``(C, ny, nx)`` float32.
 
@@ -71,6 +72,11 @@ def raster_from_atoms(
         Elements the model knows, in channel order.
     channels : {"species", "z"}
         One channel per species, or the paper's single Z-weighted channel.
+    lattice : dict, optional
+        A model's ``metadata["input"]["lattice"]``: translate the atoms onto
+        that lattice's origin first (exact for the energy; see
+        :mod:`ednn_dask.raster._register`). Raises :class:`StructureError`
+        if the atoms are not on it.
     """
     if channels not in CHANNEL_MODES:
         raise ValueError(f"channels must be one of {CHANNEL_MODES}, got {channels!r}")
@@ -80,6 +86,10 @@ def raster_from_atoms(
     if unknown:
         raise StructureError(f"species {', '.join(unknown)} not known to the model (known: {', '.join(species)})")
     pos = atoms.get_positions()
+    if lattice:
+        from ._register import register_honeycomb
+
+        pos = register_honeycomb(pos, (grid.lengths[1], grid.lengths[0]), lattice)
     z = atoms.numbers.astype(np.float64)
     if channels == "z":
         return rasterize(pos, z, grid, gamma=gamma)[None]

@@ -41,6 +41,19 @@ class AtomsArrays:
         if not np.isfinite(self.positions).all():
             raise StructureError("atom positions contain NaN or infinite values")
 
+    def shifted(self, shift) -> "AtomsArrays":
+        """The same atoms translated by ``shift = (dx, dy)`` Å and wrapped into the cell."""
+        L = np.array(self.lengths_xy)
+        return AtomsArrays(np.mod(self.positions + np.asarray(shift, dtype=np.float64)[:2], L), self.numbers,
+                           self.lengths_xy)
+
+    def registration_shift(self, lattice: dict) -> tuple[float, float]:
+        """Translation that puts these atoms on ``lattice``'s origin (see :mod:`ednn_dask.raster._register`)."""
+        from ._register import registration_shift
+
+        dx, dy = registration_shift(self.positions, lattice, "the sheet")
+        return float(dx), float(dy)
+
     def bin(self, grid: RasterGrid, chunks) -> "BinnedAtoms":
         """Sort atoms into bins of one output chunk each.
 
@@ -135,8 +148,14 @@ def rasterize_to_zarr(
     overwrite: bool = False,
     progress: bool = False,
     scheduler: str | None = "threads",
+    lattice: dict | None = None,
 ) -> Path:
     """Rasterize a sheet into a chunked, compressed Zarr v3 array with Dask.
+
+    With ``lattice`` (a sheet model's ``metadata["input"]["lattice"]``) the
+    atoms are first translated onto that lattice's origin, as the model's
+    training cells were; the translation is stored in the attrs
+    (``registration_shift``, Å) with ``lattice``.
 
     The array ``raster`` has dimensions ``("channel", "y", "x")`` and attrs
     ``spacing`` (Å, ``[h_y, h_x]``), ``cell`` (Å, ``[L_x, L_y]``),
@@ -166,7 +185,8 @@ def rasterize_to_zarr(
         raise StructureError(f"species {names} not known (known: {', '.join(species)})")
     species_z = [atomic_numbers[s] for s in species] if channels == "species" else None
     n_ch = len(species) if channels == "species" else 1
-    binned = atoms.bin(grid, (chunk, chunk))
+    shift = atoms.registration_shift(lattice) if lattice else None
+    binned = (atoms.shifted(shift) if shift else atoms).bin(grid, (chunk, chunk))
 
     def block(block_info=None):
         _, iy, ix = block_info[None]["chunk-location"]
@@ -198,6 +218,7 @@ def rasterize_to_zarr(
             "channels": channels,
             "gamma": gamma,
             "cutoff": CUTOFF_SIGMAS * gamma,
+            **({"lattice": dict(lattice), "registration_shift": list(shift)} if lattice else {}),
             "raster": "V_s(x, y) = sum over atoms of species s of Z exp(-r^2 / (2 gamma^2)), periodic; "
             "pixel (i, j) at (x, y) = (j h_x, i h_y)",
         }

@@ -11,7 +11,7 @@ from ase import Atoms
 
 from ..data.sheets import SHEET_SPACING, SPECIES, open_dataset, sample_structure
 from ..nn import EDNN, ConvSubnet, TileNet
-from ..raster import raster_from_atoms
+from ..raster import StructureError, raster_from_atoms
 from ..reference import REFERENCE_NAME, tersoff_energy
 from ..systems import sheets as S
 from .metrics import error_metrics
@@ -91,7 +91,11 @@ def predict_structures(model, structures: Sequence[Atoms]) -> np.ndarray:
     species = meta["input"]["species"]
     out = np.empty(len(structures))
     for i, atoms in enumerate(structures):
-        raster = raster_from_atoms(atoms, spacing, species, channels=meta["input"].get("channels", "species"))
+        try:
+            raster = raster_from_atoms(atoms, spacing, species, channels=meta["input"].get("channels", "species"),
+                                       lattice=meta["input"].get("lattice"))
+        except StructureError as exc:
+            raise StructureError(f"structure {i}: {exc}") if len(structures) > 1 else exc from None
         out[i] = float(model.predict(torch.from_numpy(raster)[None])[0])
     return out
 
@@ -120,6 +124,8 @@ def sheet_metadata(name: str, kind: str, focus: int, context: int, config: Train
             "config": config.as_metadata(),
         },
     }
+    if attrs.get("lattice"):  # trained on registered cells: structures are registered before prediction too
+        meta["input"]["lattice"] = dict(attrs["lattice"])
     if report is not None:
         meta["accuracy"] = report
     return meta

@@ -1,0 +1,126 @@
+"""Lattice registration: sheets are moved onto the training lattice origin before they are rasterized.
+
+Sheet models with a small focus learn the energy at the pixel alignment of their training cells; the
+energy is translation invariant, so every structure is translated onto that alignment first.
+"""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import zarr
+
+from ednn_dask.data.sheets import SHEET_SPACING, SPECIES
+from ednn_dask.evaluate import evaluate
+from ednn_dask.models import save_model
+from ednn_dask.raster import StructureError, raster_from_atoms
+from ednn_dask.raster._register import HONEYCOMB, honeycomb_offset
+from ednn_dask.raster._zarr import AtomsArrays
+from ednn_dask.systems import sheets as S
+from ednn_dask.systems.large import load_atoms, save_atoms_npz
+from ednn_dask.train import TrainConfig
+from ednn_dask.train.sheets import InMemory, build_sheet_model, predict_structures, sheet_metadata
+
+ATTRS = {"species": list(SPECIES), "channels": "species", "gamma": 0.2, "spacing": list(SHEET_SPACING),
+         "n": 0, "seed": 0, "temperature_range": [100, 1000], "kind": "hexagonal", "lattice": HONEYCOMB}
+BRAVAIS = np.array([[2.5, 1.25], [0.0, 2.5 * np.sqrt(3) / 2]])  # columns a1, a2
+
+
+def _moved(atoms, t):
+    b = atoms.copy()
+    b.translate([t[0], t[1], 0.0])
+    b.wrap()
+    return b
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_offset_recovers_a_translation_modulo_the_lattice(seed):
+    rng = np.random.default_rng(seed)
+    base = S.thermal_displacements(S.random_hexagonal(rng, max_vacancies=2), 1000, rng)  # any chemistry
+    t = rng.uniform(0, 6, 2)
+    t0, order0 = honeycomb_offset(base.positions, 2.5)
+    t1, order1 = honeycomb_offset(_moved(base, t).positions, 2.5)
+    frac = np.linalg.solve(BRAVAIS, t1 - t0 - t)
+    assert np.abs(frac - np.round(frac)).max() < 1e-6
+    assert min(order0, order1) > 0.45  # ideal 0.5; thermal noise at 1000 K costs < 1 %
+    assert np.hypot(*t0) < 0.05  # builders put the lattice at the origin, up to the thermal centre of mass
+
+
+def _lattice_rolls(raster):
+    """The raster moved by every lattice vector of the 120 x 120-px cell: a1 = (0, 24) px, a2 = (20, 12) px (y, x)."""
+    return [np.roll(raster, (20 * l, 24 * k + 12 * l), axis=(1, 2)) for k in range(5) for l in range(6)]
+
+
+def test_registered_raster_does_not_depend_on_where_the_sheet_sits():
+    """Registered rasters agree up to a whole lattice vector, a translation the phases cannot see."""
+    rng = np.random.default_rng(5)
+    base = S.thermal_displacements(S.random_hexagonal(rng), 700, rng)
+    ref = raster_from_atoms(base, SHEET_SPACING, SPECIES, lattice=HONEYCOMB)
+    for t in [(0.1, 0.0), (0.3, 0.17), (3.3, 7.1), (-1.0, 2.0)]:
+        moved = _moved(base, t)
+        reg = raster_from_atoms(moved, SHEET_SPACING, SPECIES, lattice=HONEYCOMB)
+        assert min(np.abs(r - ref).max() for r in _lattice_rolls(reg)) < 1e-4
+        raw = raster_from_atoms(moved, SHEET_SPACING, SPECIES)
+        assert min(np.abs(r - ref).max() for r in _lattice_rolls(raw)) > 1.0  # unregistered: off the lattice sites
+
+
+def test_atoms_off_the_lattice_are_refused():
+    rng = np.random.default_rng(0)
+    cell = S.hexagonal_sheet()
+    cell.positions[:, :2] = rng.uniform(0, 1, (len(cell), 2)) * cell.cell.lengths()[:2]
+    with pytest.raises(StructureError, match="not a honeycomb sheet with a = 2.5"):
+        raster_from_atoms(cell, SHEET_SPACING, SPECIES, lattice=HONEYCOMB)
+
+
+def test_predicted_energy_does_not_depend_on_where_the_sheet_sits():
+    model = build_sheet_model(8, 24, activation="silu", seed=3)
+    meta = sheet_metadata("reg", "hexagonal", 8, 24, TrainConfig(), ATTRS)
+    assert meta["input"]["lattice"] == HONEYCOMB
+    rng = np.random.default_rng(1)
+    base = S.thermal_displacements(S.random_hexagonal(rng, 2, 2, max_vacancies=3), 600, rng)
+    # small moves, and one by a whole tile-aligned lattice vector a1 + 2 a2 = (5, 4.33) A = (48, 40) px plus a bit
+    frames = [base] + [_moved(base, t) for t in [(0.1, 0.0), (0.3, 0.17), (-0.6, 0.4), (5.2, 4.33 + 0.1)]]
+    e = predict_structures(InMemory(model, meta), frames)
+    np.testing.assert_allclose(e, e[0], rtol=1e-5)
+    meta_off = {**meta, "input": {k: v for k, v in meta["input"].items() if k != "lattice"}}
+    assert np.ptp(predict_structures(InMemory(model, meta_off), frames)) > 1e3 * np.ptp(e)
+
+
+@pytest.fixture(scope="module")
+def moved_sheet(tmp_path_factory):
+    """A small porous sheet file and the same sheet translated by a fraction of a bond."""
+    tmp = tmp_path_factory.mktemp("reg")
+    r = subprocess.run([sys.executable, "-m", "ednn_dask.cli", "make-sheet", "--size-um", "0.006",
+                        "--out", tmp / "a.npz"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    a = load_atoms(tmp / "a.npz")
+    save_atoms_npz(AtomsArrays(a.positions + [0.37, 0.21], a.numbers, a.lengths_xy), tmp / "b.npz")
+    model = build_sheet_model(8, 24, channels=1, activation="silu", seed=2)
+    meta = sheet_metadata("reg-porous", "porous-graphene", 8, 24, TrainConfig(), {**ATTRS, "species": ["C"]})
+    return tmp, save_model(model, tmp / "m.pt2", meta)
+
+
+def test_dask_evaluation_of_a_moved_sheet_file(moved_sheet):
+    tmp, model = moved_sheet
+    a = evaluate(tmp / "a.npz", model, chunk=64, scheduler="synchronous")
+    b = evaluate(tmp / "b.npz", model, chunk=64, scheduler="synchronous")
+    assert b.total == pytest.approx(a.total, rel=1e-6)
+    assert a.extra is not None
+    moved = np.array([0.37, 0.21])
+    frac = np.linalg.solve(BRAVAIS, np.array(b.extra["registration_shift"]) - a.extra["registration_shift"] + moved)
+    assert np.abs(frac - np.round(frac)).max() < 1e-6
+
+
+def test_rasterize_cli_registers_unless_told_not_to(moved_sheet):
+    tmp, model = moved_sheet
+    cli = [sys.executable, "-m", "ednn_dask.cli", "rasterize"]
+    out = {}
+    for name, extra in [("a", []), ("b", []), ("b_raw", ["--no-register"])]:
+        src = tmp / f"{name.split('_')[0]}.npz"
+        r = subprocess.run([*cli, src, tmp / f"{name}.zarr", "--model", model, "--chunk", "128", "--quiet", *extra],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        out[name] = zarr.open_group(str(tmp / f"{name}.zarr"), mode="r")["raster"]
+    assert "registration_shift" in out["a"].attrs and "registration_shift" not in out["b_raw"].attrs
+    assert np.abs(out["a"][:] - out["b"][:]).max() < 1e-4
+    assert np.abs(out["a"][:] - out["b_raw"][:]).max() > 1.0
