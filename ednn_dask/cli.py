@@ -70,6 +70,9 @@ def _cmd_models(args) -> int:
         print(f"  focus/context   f={meta['focus']} c={meta['context']} (tile {meta['focus'] + 2 * meta['context']} px)")
         print(f"  pixel spacing   {spacing.get('value')} {spacing.get('units', '')}")
         print(f"  reference       {meta.get('description', '')}")
+        if lat := meta.get("input", {}).get("lattice"):
+            print(f"  lattice         {lat['kind']}, a = {lat['a']} Å, zigzag along {lat.get('zigzag_axis', 'x')}: "
+                  "structures are moved onto its origin before rasterizing")
         for key, label in (("test", "held-out"), ("transfer", "transfer")):
             if key in acc:
                 m = acc[key]

@@ -124,3 +124,13 @@ def test_rasterize_cli_registers_unless_told_not_to(moved_sheet):
     assert "registration_shift" in out["a"].attrs and "registration_shift" not in out["b_raw"].attrs
     assert np.abs(out["a"][:] - out["b"][:]).max() < 1e-4
     assert np.abs(out["a"][:] - out["b_raw"][:]).max() > 1.0
+
+
+@pytest.mark.parametrize("name", ["hexagonal-sheet", "porous-graphene"])
+def test_bundled_sheet_models_register_their_inputs(name):
+    """Bundled sheet models were trained on registered cells and declare it (else moved sheets go wrong)."""
+    from ednn_dask.models import get_model
+
+    assert get_model(name).metadata["input"]["lattice"] == HONEYCOMB
+    r = subprocess.run([sys.executable, "-m", "ednn_dask.cli", "models"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.count("lattice         honeycomb, a = 2.5") == 2
