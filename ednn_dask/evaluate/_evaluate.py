@@ -405,16 +405,17 @@ def _atoms_source(path, meta: dict, target: int, unit: int):
     chunks = (aligned_chunks(H, unit, c, target), aligned_chunks(W, unit, c, target))
     channels = inp.get("channels", "species")
     n_ch = len(inp["species"]) if channels == "species" else 1
+    lattice = inp.get("lattice")
     try:  # the model's training cells sit on one lattice origin: move the sheet there (exact for the energy)
-        shift = atoms.registration_shift(inp["lattice"]) if inp.get("lattice") else (0.0, 0.0)
+        shift = atoms.registration_shift(lattice) if lattice else (0.0, 0.0)
     except StructureError as exc:
         raise EvaluationError(str(exc)) from None
     ref = AtomsRef.from_path(path, spacing, inp["species"], channels, chunks, shift)
     arr = da.map_blocks(raster_block, ref=ref, chunks=((n_ch,), *chunks), dtype=np.float32,
                         meta=np.empty((0, 0, 0), np.float32))
     attrs = {"spacing": list(spacing), "n_atoms": int(atoms.numbers.size), "cell": list(atoms.lengths_xy)}
-    if inp.get("lattice"):
-        attrs.update(lattice=dict(inp["lattice"]), registration_shift=list(shift))
+    if lattice:
+        attrs.update(lattice=dict(lattice), registration_shift=list(shift))
     return arr, attrs, ref
 
 

@@ -127,11 +127,9 @@ def cached_atoms(ref: AtomsRef):
             from ..systems.large import load_atoms
 
             atoms = load_atoms(ref.path)
-            if any(ref.shift):
-                atoms = atoms.shifted(ref.shift)
             grid = RasterGrid.for_cell(atoms.lengths_xy, ref.spacing)
             species_z = [atomic_numbers[s] for s in ref.species] if ref.channels == "species" else None
-            hit = (atoms.bin(grid, ref.chunks), species_z)
+            hit = (atoms.bin(grid, ref.chunks, shift=ref.shift), species_z)
             _CACHE[key] = hit
         return hit
 
