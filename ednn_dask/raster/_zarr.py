@@ -82,7 +82,7 @@ class BinnedAtoms:
         # how many rings of neighbouring bins a stencil can reach
         self.reach = self._reach(0, 0)
         # in blocks of atoms, so that a 35 M-atom sheet needs no full-length temporaries beyond the key,
-        # the sort order and the sorted copy (the binning step at 1 um^2: 3.3 -> 1.6 GB, runs/s8/bin_check.py)
+        # the sort order and the sorted copy (1 um^2: peak 3.35 -> 1.61 GB, scripts/binning_memory.py)
         pos, n = atoms.positions, atoms.positions.shape[0]
         dx, dy = (float(v) for v in shift)
         key = np.empty(n, np.int64 if self.nby * self.nbx >= 2**31 else np.int32)
