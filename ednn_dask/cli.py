@@ -259,9 +259,10 @@ def _cmd_train_sheets(args) -> int:
     config = _train_config(args)
     model, history, info = train_sheets(args.data, args.focus, args.context, config, args.checkpoint, args.resume,
                                         species=args.species, activation=args.activation, init_from=args.init_from,
-                                        widths=args.widths, dense=args.dense)
+                                        widths=args.widths, dense=args.dense, symmetries=args.symmetries)
     attrs = info["attrs"]
     meta = sheet_metadata(args.name, attrs["kind"], args.focus, args.context, config, attrs)
+    meta["training"]["symmetries"] = info["symmetries"]
     report = {"seconds_train": round(info["seconds_train"], 1)}
     if args.test:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -628,6 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--init-from", help="fine-tune: start from this model's weights (bundled name or file)")
     ts.add_argument("--widths", type=int, nargs=5, metavar="N", help="filters of the 5 conv layers (default 16 32 32 64 64)")
     ts.add_argument("--dense", type=int, nargs="+", default=[128], metavar="N", help="hidden widths of the dense head")
+    ts.add_argument("--symmetries", choices=["auto", "lattice", "mirrors", "none"], default="auto",
+                    help="training augmentation: lattice (mirror x and the lattice vector a2, which keep a registered "
+                    "raster registered), mirrors (flip x and y), auto: lattice for registered datasets")
     ts.add_argument("--focus", "-f", type=int, default=40)
     ts.add_argument("--context", "-c", type=int, default=24)
     ts.add_argument("--epochs", type=int, default=30)

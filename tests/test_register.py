@@ -64,6 +64,52 @@ def test_registered_raster_does_not_depend_on_where_the_sheet_sits():
         assert min(np.abs(r - ref).max() for r in _lattice_rolls(raw)) > 1.0  # unregistered: off the lattice sites
 
 
+def _mirrored(atoms, axis):
+    b = atoms.copy()
+    p = b.positions.copy()
+    p[:, axis] *= -1
+    b.positions = p
+    b.wrap()
+    return b
+
+
+def test_lattice_symmetries_keep_registered_rasters_registered():
+    """Each training transform of a registered raster is the registered raster of a symmetric copy of the cell;
+    the plain y-flip is not (off by 2/3 px from every registered raster): why it is left out."""
+    import torch
+
+    from ednn_dask.train.sheets import LatticeSymmetries, symmetries_for
+
+    rng = np.random.default_rng(8)
+    base = S.thermal_displacements(S.random_hexagonal(rng, max_vacancies=2), 800, rng)
+    ref = raster_from_atoms(base, SHEET_SPACING, SPECIES, lattice=HONEYCOMB)
+    sym = LatticeSymmetries(SHEET_SPACING, HONEYCOMB)
+    assert (sym.flip_roll, sym.a2_roll) == (1, (20, 12))
+    mirror_x = raster_from_atoms(_mirrored(base, 0), SHEET_SPACING, SPECIES, lattice=HONEYCOMB)
+    moved_a2 = raster_from_atoms(_moved(base, BRAVAIS[:, 1]), SHEET_SPACING, SPECIES, lattice=HONEYCOMB)
+    t = torch.from_numpy(ref)[None]
+    seen = set()
+    for seed in range(12):  # both coins: identity, mirror x, a2, both
+        gen = torch.Generator().manual_seed(seed)
+        coin = torch.randint(0, 2, (2,), generator=torch.Generator().manual_seed(seed)).tolist()
+        out = sym(t, gen)[0].numpy()
+        seen.add(tuple(coin))
+        want = {(0, 0): ref, (1, 0): mirror_x, (0, 1): moved_a2}.get(tuple(coin))
+        if want is None:  # mirror x then a2
+            want = np.roll(mirror_x, (20, 12), axis=(1, 2))
+        assert np.abs(out - want).max() < 1e-3 * ref.max()
+    assert len(seen) == 4
+    mirror_y = raster_from_atoms(_mirrored(base, 1), SHEET_SPACING, SPECIES, lattice=HONEYCOMB)
+    flipped = ref[:, ::-1]
+    best = min(np.abs(np.roll(flipped, (dy, dx), axis=(1, 2)) - mirror_y).max()
+               for dy in range(120) for dx in range(120))
+    assert best > 0.05 * ref.max()
+    assert symmetries_for(ATTRS)[1] == "lattice"
+    assert symmetries_for({k: v for k, v in ATTRS.items() if k != "lattice"})[1] == "mirrors"
+    with pytest.raises(ValueError, match="registered dataset"):
+        symmetries_for({k: v for k, v in ATTRS.items() if k != "lattice"}, "lattice")
+
+
 def test_atoms_off_the_lattice_are_refused():
     rng = np.random.default_rng(0)
     cell = S.hexagonal_sheet()

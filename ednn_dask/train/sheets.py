@@ -21,6 +21,8 @@ __all__ = [
     "SHEET_LAYERS",
     "build_sheet_model",
     "sheet_symmetries",
+    "LatticeSymmetries",
+    "symmetries_for",
     "train_sheets",
     "evaluate_sheet_model",
     "sheet_metadata",
@@ -77,6 +79,80 @@ def sheet_symmetries(fields: torch.Tensor, gen: torch.Generator) -> torch.Tensor
     if coin[1]:
         out = out.flip(-2)
     return out
+
+
+class LatticeSymmetries:
+    """Energy-preserving transforms that keep a *registered* raster registered.
+
+    Sheet datasets are rasterized after registration (:mod:`ednn_dask.raster._register`):
+    every cell's honeycomb sits at the same origin relative to the pixels, and so does
+    every structure the model is later asked about. A training augmentation should
+    therefore map registered rasters onto registered rasters, or the network spends
+    capacity on pixel alignments it never meets. With the honeycomb of
+    ``HONEYCOMB`` (zigzag along x, an atom at the origin):
+
+    * mirror x is a symmetry of the lattice about ``x = 0``; the pixel flip
+      ``j -> n-1-j`` mirrors about ``x = (n-1) h_x / 2``, so the flipped raster is
+      the lattice moved by ``-h_x``, put back by rolling one pixel along x;
+    * the lattice vector ``a2 = (a/2, a√3/2)`` is ``(20, 12)`` px at the bundled
+      spacing: rolling by it shows the network the other of the two ways the
+      lattice sits on the 8-px tile grid (the whole cell moved by ``a2``);
+    * mirror y is *not* one of them: the y-flipped honeycomb is off by 2/3 of a
+      pixel (0.07 Å) from any registered raster, which :func:`sheet_symmetries`
+      shows the network half of the time.
+
+    Parameters
+    ----------
+    spacing_yx : (float, float)
+        Pixel spacing of the rasters (Å).
+    lattice : dict
+        The dataset's ``lattice`` attribute (a ``HONEYCOMB``-like spec).
+    """
+
+    def __init__(self, spacing_yx: Sequence[float], lattice: dict):
+        if lattice.get("kind") != "honeycomb" or lattice.get("zigzag_axis", "x") != "x":
+            raise ValueError(f"no lattice symmetries for {lattice!r}")
+        a = float(lattice["a"])
+        hy, hx = (float(h) for h in spacing_yx)
+        ox = float(lattice.get("origin", (0.0, 0.0))[0])
+        # mirror lines of the honeycomb along x: x = o_x + k a/2; the pixel flip adds -h_x - 2 o_x
+        self.flip_roll = _integer_pixels(hx + 2 * ox, hx, "the x-mirror's shift")
+        self.a2_roll = (_integer_pixels(a * np.sqrt(3.0) / 2, hy, "a2_y"), _integer_pixels(a / 2, hx, "a2_x"))
+
+    def __call__(self, fields: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        coin = torch.randint(0, 2, (2,), generator=gen).tolist()
+        out = fields
+        if coin[0]:
+            out = torch.roll(out.flip(-1), self.flip_roll, -1)
+        if coin[1]:
+            out = torch.roll(out, self.a2_roll, (-2, -1))
+        return out
+
+
+def _integer_pixels(length: float, h: float, what: str) -> int:
+    k = length / h
+    if abs(k - round(k)) > 1e-6:
+        raise ValueError(f"{what} is {k:.4f} pixels, not a whole number: no exact lattice symmetry at this spacing")
+    return int(round(k))
+
+
+def symmetries_for(attrs: dict, kind: str = "auto"):
+    """The training augmentation for a sheet dataset: ``"lattice"``, ``"mirrors"`` or ``"none"``.
+
+    ``"auto"`` picks :class:`LatticeSymmetries` for registered datasets (attrs ``lattice``)
+    and :func:`sheet_symmetries` otherwise.
+    """
+    if kind == "auto":
+        kind = "lattice" if attrs.get("lattice") else "mirrors"
+    if kind == "lattice":
+        if not attrs.get("lattice"):
+            raise ValueError("lattice symmetries need a registered dataset (attrs 'lattice')")
+        return LatticeSymmetries(attrs["spacing"], attrs["lattice"]), kind
+    if kind == "mirrors":
+        return sheet_symmetries, kind
+    if kind == "none":
+        return None, kind
+    raise ValueError(f"unknown symmetries {kind!r}; choose auto, lattice, mirrors or none")
 
 
 def predict_structures(model, structures: Sequence[Atoms]) -> np.ndarray:
@@ -187,6 +263,7 @@ def train_sheets(
     init_from: str | None = None,
     widths: Sequence[int] | None = None,
     dense: Sequence[int] = (128,),
+    symmetries: str = "auto",
 ) -> tuple[EDNN, list[dict], dict]:
     """Train a sheet EDNN on a dataset written by ``ednn-dask dataset sheets``.
 
@@ -196,10 +273,12 @@ def train_sheets(
     right tiles, which training from scratch must discover from cell totals
     alone — slow when a cell has many tiles (81 for porous graphene).
     ``widths`` and ``dense`` size the subnet (see :func:`build_sheet_model`).
+    ``symmetries`` picks the augmentation (see :func:`symmetries_for`).
     """
     config = config or TrainConfig(epochs=20, batch_size=32, lr=1e-3, lr_final=1e-6)
     data = open_dataset(data_path, species)
     attrs = data["attrs"]
+    augment, symmetries = symmetries_for(attrs, symmetries)
     model = build_sheet_model(focus, context, channels=len(attrs["species"]), seed=config.seed, activation=activation,
                               widths=widths, dense=dense)
     if init_from is not None:
@@ -213,10 +292,10 @@ def train_sheets(
         checkpoint,
         resume,
         n_sites=data["n_atoms"],
-        augment=sheet_symmetries,
+        augment=augment,
         fit_scaling=init_from is None,
     )
-    return model, history, {"seconds_train": time.perf_counter() - t0, "attrs": attrs}
+    return model, history, {"seconds_train": time.perf_counter() - t0, "attrs": attrs, "symmetries": symmetries}
 
 
 def _init_from(model: EDNN, source: str, species: list[str], focus: int, context: int) -> None:
