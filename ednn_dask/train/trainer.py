@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -51,7 +52,7 @@ class TrainConfig:
         Where the model and the training fields live while training
         (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...). The fields are copied
         to the device once; the trained model is returned on the CPU.
-        The float64 readout refit runs with TF32 off.
+        On CUDA, training runs with TF32 off (full float32, as on a CPU).
     """
 
     epochs: int = 30
@@ -182,6 +183,28 @@ def train(
     """
     if not isinstance(model.tile_net, TileNet):
         raise TypeError("train() needs an EDNN whose tile_net is a TileNet")
+    with _no_tf32():
+        return _train(model, fields, energies, config, checkpoint, resume, n_sites, augment, fit_scaling)
+
+
+@contextmanager
+def _no_tf32():
+    """Full float32 on CUDA: TF32 convolutions and matmuls (10-bit mantissa) off while training.
+
+    The model is evaluated in float32 on CPUs; training it through TF32 would fit
+    a slightly different function (and the float64 readout refit needs exact
+    features). The small sheet and Ising subnets are launch-bound on a GPU, so
+    this costs little.
+    """
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+
+
+def _train(model, fields, energies, config, checkpoint, resume, n_sites, augment, fit_scaling):
     if threads := config.threads:
         torch.set_num_threads(threads)
     energies = np.asarray(energies, dtype=np.float64)
@@ -248,12 +271,7 @@ def train(
         if checkpoint is not None:
             _save_checkpoint(checkpoint, model, opt, sched, epoch, history, config)
     if config.refit_readout and start <= config.epochs:
-        tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-        try:
-            refit_readout(model, fields, energies, index=tr)
-        finally:
-            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+        refit_readout(model, fields, energies, index=tr)
         row = {"epoch": config.epochs, "loss": None, "lr": 0.0, "refit": 1.0}
         if va.size:
             p = predict_batched(model, fields[va])
