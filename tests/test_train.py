@@ -124,13 +124,17 @@ def test_training_on_cuda_matches_cpu(small_ising):
     pa, pb = predict_batched(a, x), predict_batched(b, x)
     assert np.abs(pa - pb).max() < 1e-3 * np.abs(y).std()
 
-    g = torch.Generator().manual_seed(0)  # sheet-like fields: the VALID CNN, halo-shared training, baseline refit
-    fields = torch.rand(64, 2, 64, 64, generator=g)
+    # sheet-like fields: the VALID CNN, halo-shared training, baseline refit. More training fields (288) than
+    # readout unknowns (128 + 2 + 1): with fewer (58, as first written) the refit is underdetermined and the
+    # held-out fields' predictions swing with float noise (seen on an H100: 0.12 on one field, 1e-4 elsewhere).
+    g = torch.Generator().manual_seed(0)
+    fields = torch.rand(320, 2, 32, 32, generator=g)
     energies = fields.double().sum((1, 2, 3)).numpy() + 0.1 * fields[:, 0, ::4, ::4].double().pow(2).sum((1, 2)).numpy()
-    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-3, progress=False, refit_readout=True)
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=1e-3, progress=False, refit_readout=True)
     a, b = _train_both(lambda: build_sheet_model(8, 24, channels=2, activation="silu"), fields, energies, cfg,
                        augment=sheet_symmetries)
     pa, pb = predict_batched(a, fields), predict_batched(b, fields)
+    print("sheet CPU vs CUDA: max", np.abs(pa - pb).max(), "median", np.median(np.abs(pa - pb)), "std", energies.std())
     assert np.abs(pa - pb).max() < 1e-3 * energies.std()
 
 
