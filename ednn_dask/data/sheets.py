@@ -88,7 +88,8 @@ def _block(args: tuple[str, int, int, int]) -> tuple[int, dict[str, np.ndarray]]
     for i in range(block):
         atoms = sample_structure(kind, rng)
         # every cell on the lattice origin that prediction registers structures to (see raster/_register.py)
-        atoms.positions = register_honeycomb(atoms.positions, atoms.cell.lengths()[:2], HONEYCOMB, "a dataset cell")
+        atoms.positions = register_honeycomb(atoms.positions, atoms.numbers, atoms.cell.lengths()[:2], HONEYCOMB,
+                                             "a dataset cell")
         out["rasters"].append(raster_from_atoms(atoms, SHEET_SPACING, SPECIES))
         out["energies"][i] = tersoff_energy(atoms)
         n = len(atoms)

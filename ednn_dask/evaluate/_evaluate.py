@@ -331,7 +331,7 @@ def evaluate(
         out=str(out) if out is not None else None,
         extra={"chunks": [list(arr.chunks[1]), list(arr.chunks[2])], "focus": f, "context": c, "halo_sharing": shared,
                "bf16": low, "channels_last": nhwc,
-               **({"registration_shift": list(attrs["registration_shift"])} if "registration_shift" in attrs else {})},
+               **{k: attrs[k] for k in ("registration_shift", "registration_mirror_y") if k in attrs}},
     )
 
 
@@ -406,16 +406,16 @@ def _atoms_source(path, meta: dict, target: int, unit: int):
     channels = inp.get("channels", "species")
     n_ch = len(inp["species"]) if channels == "species" else 1
     lattice = inp.get("lattice")
-    try:  # the model's training cells sit on one lattice origin: move the sheet there (exact for the energy)
-        shift = atoms.registration_shift(lattice) if lattice else (0.0, 0.0)
+    try:  # the model's training cells sit on one lattice origin and orientation: move the sheet there (exact)
+        reg = atoms.registration(lattice) if lattice else None
     except StructureError as exc:
         raise EvaluationError(str(exc)) from None
-    ref = AtomsRef.from_path(path, spacing, inp["species"], channels, chunks, shift)
+    ref = AtomsRef.from_path(path, spacing, inp["species"], channels, chunks, reg)
     arr = da.map_blocks(raster_block, ref=ref, chunks=((n_ch,), *chunks), dtype=np.float32,
                         meta=np.empty((0, 0, 0), np.float32))
     attrs = {"spacing": list(spacing), "n_atoms": int(atoms.numbers.size), "cell": list(atoms.lengths_xy)}
     if lattice:
-        attrs.update(lattice=dict(lattice), registration_shift=list(shift))
+        attrs.update(lattice=dict(lattice), **reg.as_attrs())
     return arr, attrs, ref
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..raster._register import Registration
+
 __all__ = ["ModelRef", "AtomsRef", "cached_model", "cached_atoms", "block_contributions", "preload"]
 
 _CACHE: dict[str, object] = {}
@@ -104,20 +106,19 @@ class AtomsRef:
     species: tuple[str, ...]
     channels: str
     chunks: tuple[tuple[int, ...], tuple[int, ...]]
-    shift: tuple[float, float] = (0.0, 0.0)  #: Å, applied to the atoms before binning (lattice registration)
+    registration: Registration | None = None  #: applied to the atoms while binning (lattice registration)
 
     @classmethod
-    def from_path(cls, path, spacing, species, channels, chunks, shift=(0.0, 0.0)) -> "AtomsRef":
+    def from_path(cls, path, spacing, species, channels, chunks, registration=None) -> "AtomsRef":
         st = os.stat(path)
         token = hashlib.sha256(f"{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
         return cls(str(path), token, tuple(float(v) for v in spacing), tuple(species), channels,
-                   (tuple(int(v) for v in chunks[0]), tuple(int(v) for v in chunks[1])),
-                   (float(shift[0]), float(shift[1])))
+                   (tuple(int(v) for v in chunks[0]), tuple(int(v) for v in chunks[1])), registration)
 
 
 def cached_atoms(ref: AtomsRef):
     """``(BinnedAtoms, species Z or None)`` for ``ref``, loaded and binned once per process."""
-    key = (ref.token, ref.spacing, ref.chunks, ref.shift)
+    key = (ref.token, ref.spacing, ref.chunks, ref.registration)
     with _LOCK:
         hit = _CACHE.get(key)
         if hit is None:
@@ -129,7 +130,7 @@ def cached_atoms(ref: AtomsRef):
             atoms = load_atoms(ref.path)
             grid = RasterGrid.for_cell(atoms.lengths_xy, ref.spacing)
             species_z = [atomic_numbers[s] for s in ref.species] if ref.channels == "species" else None
-            hit = (atoms.bin(grid, ref.chunks, shift=ref.shift), species_z)
+            hit = (atoms.bin(grid, ref.chunks, registration=ref.registration), species_z)
             _CACHE[key] = hit
         return hit
 

@@ -89,7 +89,7 @@ def raster_from_atoms(
     if lattice:
         from ._register import register_honeycomb
 
-        pos = register_honeycomb(pos, (grid.lengths[1], grid.lengths[0]), lattice)
+        pos = register_honeycomb(pos, atoms.numbers, (grid.lengths[1], grid.lengths[0]), lattice)
     z = atoms.numbers.astype(np.float64)
     if channels == "z":
         return rasterize(pos, z, grid, gamma=gamma)[None]

@@ -16,12 +16,26 @@ reciprocal vectors ``b1``, ``b2`` of the triangular Bravais lattice
 for a sheet translated by ``t``, whatever its species, vacancies, holes or
 thermal noise. Its magnitude (0.5 for an ideal honeycomb) tells whether the
 atoms sit on this lattice at all.
+
+A translation cannot undo a mirror y (or a 180° rotation): it swaps the two
+sublattices. For graphene that changes nothing, but the training cells of the
+sheet models always carry B on the origin's sublattice (A) and N on the other
+(B), so an hBN cell built the other way round (N at the origin, as other tools
+may do) would be a chemistry the network never saw: the session-9 models were
+off by ~200 meV/atom on y-mirrored held-out cells. Registration therefore also
+fixes the orientation (exact, the energy is mirror invariant): with sublattice
+signs ``s = +1`` (A) / ``-1`` (B) and weights ``Z - 6`` (B -1, C 0, N +1), a sheet
+with ``D = sum (Z - 6) s > 0`` is mirrored in y before it is translated. Pure
+carbon has ``D = 0`` and is never mirrored.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["HONEYCOMB", "honeycomb_offset", "register_honeycomb", "registration_shift"]
+__all__ = ["HONEYCOMB", "Registration", "honeycomb_offset", "sublattice_imbalance", "register_honeycomb",
+           "registration"]
 
 #: Lattice spec stored in sheet model metadata (``metadata["input"]["lattice"]``).
 HONEYCOMB = {"kind": "honeycomb", "a": 2.5, "zigzag_axis": "x", "origin": [0.0, 0.0]}
@@ -34,7 +48,33 @@ def _reciprocal(a: float) -> np.ndarray:
     return 2 * np.pi / a * np.array([[1.0, -1.0 / np.sqrt(3.0)], [0.0, 2.0 / np.sqrt(3.0)]])
 
 
-def honeycomb_offset(xy: np.ndarray, a: float, max_atoms: int = 1_000_000) -> tuple[np.ndarray, float]:
+@dataclass(frozen=True)
+class Registration:
+    """How a sheet is moved onto the model's lattice: mirror y (if ``mirror_y``), then translate by ``(dx, dy)`` Å."""
+
+    dx: float = 0.0
+    dy: float = 0.0
+    mirror_y: bool = False
+
+    def apply(self, xy: np.ndarray, lengths_xy) -> np.ndarray:
+        """New ``(N, 2)`` float64 positions, moved and wrapped into ``[0, L_x) × [0, L_y)``."""
+        xy = np.asarray(xy, dtype=np.float64)
+        out = np.empty((xy.shape[0], 2))
+        out[:, 0] = np.mod(xy[:, 0] + self.dx, float(lengths_xy[0]))
+        out[:, 1] = np.mod((-xy[:, 1] if self.mirror_y else xy[:, 1]) + self.dy, float(lengths_xy[1]))
+        return out
+
+    def as_attrs(self) -> dict:
+        """The attrs written with a registered raster."""
+        return {"registration_shift": [self.dx, self.dy], "registration_mirror_y": self.mirror_y}
+
+
+def _subset(xy: np.ndarray, max_atoms: int) -> slice:
+    return slice(None, None, -(-xy.shape[0] // max_atoms) if xy.shape[0] > max_atoms else 1)
+
+
+def honeycomb_offset(xy: np.ndarray, a: float, max_atoms: int = 1_000_000,
+                     mirror_y: bool = False) -> tuple[np.ndarray, float]:
     """Translation ``t`` (Å, modulo the lattice) of a honeycomb sheet from the reference origin, and its order.
 
     Parameters
@@ -46,6 +86,8 @@ def honeycomb_offset(xy: np.ndarray, a: float, max_atoms: int = 1_000_000) -> tu
     max_atoms : int
         Use an evenly strided subset of at most this many atoms (the phase is
         a global property; 1 M atoms fix it to ~1e-5 Å).
+    mirror_y : bool
+        The offset of the sheet mirrored in y (``y -> -y``).
 
     Returns
     -------
@@ -54,9 +96,9 @@ def honeycomb_offset(xy: np.ndarray, a: float, max_atoms: int = 1_000_000) -> tu
     order : float
         ``min |S(b_k)| / N``; 0.5 for an ideal honeycomb, ~0 for atoms off it.
     """
-    xy = np.asarray(xy, dtype=np.float64)[:, :2]
-    if xy.shape[0] > max_atoms:
-        xy = xy[:: -(-xy.shape[0] // max_atoms)]
+    xy = np.asarray(xy)[_subset(xy, max_atoms), :2].astype(np.float64)
+    if mirror_y:
+        xy[:, 1] *= -1
     B = _reciprocal(a)
     S = np.exp(-1j * (xy @ B.T)).mean(0)  # (2,)
     ref = (1 + np.exp(-2j * np.pi / 3)) / 2  # the reference lattice's S(b)/N at t = 0
@@ -65,8 +107,24 @@ def honeycomb_offset(xy: np.ndarray, a: float, max_atoms: int = 1_000_000) -> tu
     return t, float(np.abs(S).min())
 
 
-def registration_shift(xy: np.ndarray, lattice: dict, what: str = "structure") -> np.ndarray:
-    """The translation (Å) that puts ``xy`` on ``lattice`` (a ``HONEYCOMB``-like spec) at its origin.
+def sublattice_imbalance(xy: np.ndarray, numbers: np.ndarray, a: float, t: np.ndarray,
+                         max_atoms: int = 1_000_000) -> float:
+    """``D = sum (Z - 6) s`` over the atoms, ``s = +1`` on the origin's sublattice and ``-1`` on the other.
+
+    ``t`` is the sheet's offset from :func:`honeycomb_offset`. Negative for
+    the builders' hBN (B on the origin's sublattice), zero for carbon.
+    """
+    sel = _subset(xy, max_atoms)
+    w = np.asarray(numbers)[sel].astype(np.float64) - 6.0
+    if not w.any():
+        return 0.0
+    phase = (np.asarray(xy)[sel, :2] - np.asarray(t)) @ _reciprocal(a).T  # 0 on A sites, 2 pi / 3 on B sites
+    s = np.where(np.cos(phase).mean(1) > 0.25, 1.0, -1.0)  # mean cos: 1 on A, -0.5 on B
+    return float(w @ s)
+
+
+def registration(xy: np.ndarray, numbers: np.ndarray, lattice: dict, what: str = "structure") -> Registration:
+    """The move that puts ``xy`` on ``lattice`` (a ``HONEYCOMB``-like spec) at its origin and orientation.
 
     Raises
     ------
@@ -78,19 +136,24 @@ def registration_shift(xy: np.ndarray, lattice: dict, what: str = "structure") -
 
     if lattice.get("kind") != "honeycomb":
         raise ValueError(f"unknown lattice kind {lattice.get('kind')!r}")
-    t, order = honeycomb_offset(xy, float(lattice["a"]))
+    a = float(lattice["a"])
+    t, order = honeycomb_offset(xy, a)
     if order < MIN_ORDER:
         raise StructureError(
             f"{what} is not a honeycomb sheet with a = {lattice['a']} Å and a zigzag direction along "
             f"{lattice.get('zigzag_axis', 'x')} (lattice order {order:.2f}, ideal 0.50), the only sheets the model "
             f"was trained on"
         )
-    return np.asarray(lattice.get("origin", (0.0, 0.0)), dtype=np.float64) - t
+    mirror = sublattice_imbalance(xy, numbers, a, t) > 0
+    if mirror:
+        t, _ = honeycomb_offset(xy, a, mirror_y=True)
+    dx, dy = np.asarray(lattice.get("origin", (0.0, 0.0)), dtype=np.float64) - t
+    return Registration(float(dx), float(dy), bool(mirror))
 
 
-def register_honeycomb(xy: np.ndarray, lengths_xy, lattice: dict, what: str = "structure") -> np.ndarray:
-    """``xy`` translated onto ``lattice``'s origin and wrapped into the cell ``[0, L_x) × [0, L_y)``."""
-    shift = registration_shift(xy, lattice, what)
+def register_honeycomb(xy: np.ndarray, numbers: np.ndarray, lengths_xy, lattice: dict,
+                       what: str = "structure") -> np.ndarray:
+    """``xy`` (N, 2 or 3) moved onto ``lattice`` (see :func:`registration`), wrapped into the cell; z kept."""
     out = np.array(xy, dtype=np.float64)
-    out[:, :2] = np.mod(out[:, :2] + shift, np.asarray(lengths_xy, dtype=np.float64))
+    out[:, :2] = registration(out, numbers, lattice, what).apply(out, lengths_xy)
     return out

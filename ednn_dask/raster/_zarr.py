@@ -41,22 +41,21 @@ class AtomsArrays:
         if not np.isfinite(self.positions).all():
             raise StructureError("atom positions contain NaN or infinite values")
 
-    def registration_shift(self, lattice: dict) -> tuple[float, float]:
-        """Translation that puts these atoms on ``lattice``'s origin (see :mod:`ednn_dask.raster._register`)."""
-        from ._register import registration_shift
+    def registration(self, lattice: dict):
+        """The :class:`~ednn_dask.raster._register.Registration` that puts these atoms on ``lattice``."""
+        from ._register import registration
 
-        dx, dy = registration_shift(self.positions, lattice, "the sheet")
-        return float(dx), float(dy)
+        return registration(self.positions, self.numbers, lattice, "the sheet")
 
-    def bin(self, grid: RasterGrid, chunks, shift=(0.0, 0.0)) -> "BinnedAtoms":
+    def bin(self, grid: RasterGrid, chunks, registration=None) -> "BinnedAtoms":
         """Sort atoms into bins of one output chunk each.
 
         ``chunks`` is ``(chunk_y, chunk_x)`` (regular) or Dask-style
-        ``((rows...), (cols...))`` pixel counts per chunk. ``shift``
-        ``(dx, dy)`` Å translates the atoms first (lattice registration),
-        without a copy of the positions.
+        ``((rows...), (cols...))`` pixel counts per chunk. ``registration``
+        (a :class:`~ednn_dask.raster._register.Registration`) moves the atoms
+        first, block by block, without a full copy of the positions.
         """
-        return BinnedAtoms(self, grid, chunks, shift=shift)
+        return BinnedAtoms(self, grid, chunks, registration=registration)
 
 
 _BLOCK_ATOMS = 1 << 22  # atoms per block while binning
@@ -66,7 +65,7 @@ class BinnedAtoms:
     """Atoms sorted by the output chunk they fall in, with the chunk edges in pixels."""
 
     def __init__(self, atoms: AtomsArrays, grid: RasterGrid, chunks, cutoff: float = CUTOFF_SIGMAS * GAMMA,
-                 shift=(0.0, 0.0)):
+                 registration=None):
         self.grid = grid
         self.edges = []
         for n, ch in zip(grid.shape, chunks):
@@ -83,23 +82,22 @@ class BinnedAtoms:
         self.reach = self._reach(0, 0)
         # in blocks of atoms, so that a 35 M-atom sheet needs no full-length temporaries beyond the key,
         # the sort order and the sorted copy (1 um^2: peak 3.35 -> 1.61 GB, scripts/binning_memory.py)
+        from ._register import Registration
+
         pos, n = atoms.positions, atoms.positions.shape[0]
-        dx, dy = (float(v) for v in shift)
+        reg = registration or Registration()
         key = np.empty(n, np.int64 if self.nby * self.nbx >= 2**31 else np.int32)
         for i in range(0, n, _BLOCK_ATOMS):
-            x = np.mod(pos[i : i + _BLOCK_ATOMS, 0] + dx, Lx)
-            y = np.mod(pos[i : i + _BLOCK_ATOMS, 1] + dy, Ly)
-            by = np.clip(np.searchsorted(self.edges[0], y / hy, side="right") - 1, 0, self.nby - 1)
-            bx = np.clip(np.searchsorted(self.edges[1], x / hx, side="right") - 1, 0, self.nbx - 1)
+            xy = reg.apply(pos[i : i + _BLOCK_ATOMS], (Lx, Ly))
+            by = np.clip(np.searchsorted(self.edges[0], xy[:, 1] / hy, side="right") - 1, 0, self.nby - 1)
+            bx = np.clip(np.searchsorted(self.edges[1], xy[:, 0] / hx, side="right") - 1, 0, self.nbx - 1)
             key[i : i + _BLOCK_ATOMS] = by * self.nbx + bx
         order = np.argsort(key, kind="stable")
         self.starts = np.concatenate([[0], np.cumsum(np.bincount(key, minlength=self.nby * self.nbx))])
         del key
         self.xy = np.empty((n, 2))
         for i in range(0, n, _BLOCK_ATOMS):
-            part = pos[order[i : i + _BLOCK_ATOMS]]
-            self.xy[i : i + _BLOCK_ATOMS, 0] = np.mod(part[:, 0] + dx, Lx)
-            self.xy[i : i + _BLOCK_ATOMS, 1] = np.mod(part[:, 1] + dy, Ly)
+            self.xy[i : i + _BLOCK_ATOMS] = reg.apply(pos[order[i : i + _BLOCK_ATOMS]], (Lx, Ly))
         self.numbers = atoms.numbers[order]
 
     def _reach(self, halo_y: int, halo_x: int) -> tuple[int, int]:
@@ -164,9 +162,9 @@ def rasterize_to_zarr(
     """Rasterize a sheet into a chunked, compressed Zarr v3 array with Dask.
 
     With ``lattice`` (a sheet model's ``metadata["input"]["lattice"]``) the
-    atoms are first translated onto that lattice's origin, as the model's
-    training cells were; the translation is stored in the attrs
-    (``registration_shift``, Å) with ``lattice``.
+    atoms are first moved onto that lattice's origin and orientation, as the
+    model's training cells were; the move is stored in the attrs
+    (``registration_shift``, Å, and ``registration_mirror_y``) with ``lattice``.
 
     The array ``raster`` has dimensions ``("channel", "y", "x")`` and attrs
     ``spacing`` (Å, ``[h_y, h_x]``), ``cell`` (Å, ``[L_x, L_y]``),
@@ -196,8 +194,8 @@ def rasterize_to_zarr(
         raise StructureError(f"species {names} not known (known: {', '.join(species)})")
     species_z = [atomic_numbers[s] for s in species] if channels == "species" else None
     n_ch = len(species) if channels == "species" else 1
-    shift = atoms.registration_shift(lattice) if lattice else None
-    binned = atoms.bin(grid, (chunk, chunk), shift=shift or (0.0, 0.0))
+    reg = atoms.registration(lattice) if lattice else None
+    binned = atoms.bin(grid, (chunk, chunk), registration=reg)
 
     def block(block_info=None):
         _, iy, ix = block_info[None]["chunk-location"]
@@ -229,7 +227,7 @@ def rasterize_to_zarr(
             "channels": channels,
             "gamma": gamma,
             "cutoff": CUTOFF_SIGMAS * gamma,
-            **({"lattice": dict(lattice), "registration_shift": list(shift)} if lattice else {}),
+            **({"lattice": dict(lattice), **reg.as_attrs()} if lattice else {}),
             "raster": "V_s(x, y) = sum over atoms of species s of Z exp(-r^2 / (2 gamma^2)), periodic; "
             "pixel (i, j) at (x, y) = (j h_x, i h_y)",
         }
