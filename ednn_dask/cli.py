@@ -72,7 +72,7 @@ def _cmd_models(args) -> int:
         print(f"  reference       {meta.get('description', '')}")
         if lat := meta.get("input", {}).get("lattice"):
             print(f"  lattice         {lat['kind']}, a = {lat['a']} Å, zigzag along {lat.get('zigzag_axis', 'x')}: "
-                  "structures are moved onto its origin before rasterizing")
+                  "structures are moved onto its origin and orientation before rasterizing")
         for key, label in (("test", "held-out"), ("transfer", "transfer")):
             if key in acc:
                 m = acc[key]
