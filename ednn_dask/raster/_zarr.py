@@ -16,6 +16,7 @@ import numpy as np
 
 from ._atoms import StructureError
 from ._gaussian import GAMMA, CUTOFF_SIGMAS, RasterGrid, rasterize
+from ._register import Registration, registration
 
 __all__ = ["AtomsArrays", "rasterize_to_zarr", "raster_chunk"]
 
@@ -41,10 +42,8 @@ class AtomsArrays:
         if not np.isfinite(self.positions).all():
             raise StructureError("atom positions contain NaN or infinite values")
 
-    def registration(self, lattice: dict):
+    def registration(self, lattice: dict) -> Registration:
         """The :class:`~ednn_dask.raster._register.Registration` that puts these atoms on ``lattice``."""
-        from ._register import registration
-
         return registration(self.positions, self.numbers, lattice, "the sheet")
 
     def bin(self, grid: RasterGrid, chunks, registration=None) -> "BinnedAtoms":
@@ -82,8 +81,6 @@ class BinnedAtoms:
         self.reach = self._reach(0, 0)
         # in blocks of atoms, so that a 35 M-atom sheet needs no full-length temporaries beyond the key,
         # the sort order and the sorted copy (1 um^2: peak 3.35 -> 1.61 GB, scripts/binning_memory.py)
-        from ._register import Registration
-
         pos, n = atoms.positions, atoms.positions.shape[0]
         reg = registration or Registration()
         key = np.empty(n, np.int64 if self.nby * self.nbx >= 2**31 else np.int32)
