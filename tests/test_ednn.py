@@ -31,6 +31,38 @@ def test_tile_batching_does_not_change_result():
     torch.testing.assert_close(full(x), batched(x))
 
 
+@pytest.mark.parametrize("ndim,grid,step", [(2, (5, 7), 64), (2, (9, 3), 7), (1, (70,), 64), (3, (3, 2, 5), 8)])
+def test_per_tile_slots_follow_the_tile_index_in_the_field(ndim, grid, step):
+    """A tile runs at batch slot sum_k (g_k mod p_k) stride_k of its index g in the whole field, whatever the block."""
+    from ednn_dask.nn.ednn import slot_pattern
+
+    seen = []
+
+    class Record(torch.nn.Module):
+        def forward(self, tiles):  # tiles carry their own id in pixel 0; returns 1000 * slot + id
+            assert tiles.shape[0] == step
+            seen.append(tiles.shape[0])
+            return 1000.0 * torch.arange(step, dtype=torch.float32) + tiles.flatten(1)[:, 0]
+
+    origin = (3, 1, 2)[:ndim]
+    p = slot_pattern(step, ndim)
+    model = EDNN(Record(), focus=1, context=0, ndim=ndim, tile_batch=step)
+    n = int(np.prod(grid))
+    ids = torch.arange(1, 2 * n + 1, dtype=torch.float32).reshape(2, 1, *grid)  # two fields in one batch
+    with torch.no_grad():
+        out = model.contributions_from_padded(ids, tile_origin=origin)
+    got_slot = torch.div(out, 1000, rounding_mode="floor")
+    assert torch.equal(out - 1000 * got_slot, ids[:, 0])  # every tile came back to its own place
+    index = np.indices(grid)
+    want = np.zeros(grid, int)
+    stride = 1
+    for k in range(ndim - 1, -1, -1):
+        want += ((index[k] + origin[k]) % p[k]) * stride
+        stride *= p[k]
+    assert np.array_equal(got_slot[0].numpy(), want) and np.array_equal(got_slot[1].numpy(), want)
+    assert len(seen) == max(np.bincount(want.ravel())) * 2  # batches: the fullest slot, for both fields
+
+
 def test_3d_ednn_runs_with_dense_subnet():
     model = EDNN(TileNet(DenseSubnet((1, 4, 4, 4), (8,))), focus=2, context=1, ndim=3)
     out = model(torch.randn(2, 1, 4, 6, 2), per_tile=True)

@@ -254,6 +254,7 @@ def evaluate(
         small = False
         arr = arr.rechunk((C, aligned_chunks(H, unit, c, target), aligned_chunks(W, unit, c, target)))
     out_chunks = (tuple(s // f for s in arr.chunks[1]), tuple(s // f for s in arr.chunks[2]))
+    tile_offsets = [np.concatenate([[0], np.cumsum(ch)]) for ch in out_chunks]  # first tile of each chunk
 
     store = _TileStore.open(out, arr.chunks, out_chunks, f, attrs, meta) if out is not None else None
 
@@ -263,7 +264,8 @@ def evaluate(
             done = store.read_done(*loc)
             if done is not None:
                 return done
-        res = block_contributions(block(), ref, shared, low, window, nhwc)
+        origin = (int(tile_offsets[0][loc[0]]), int(tile_offsets[1][loc[1]])) if loc is not None else (0, 0)
+        res = block_contributions(block(), ref, shared, low, window, nhwc, tile_origin=origin)
         if store is not None and loc is not None:
             store.write(*loc, res)
         return res

@@ -76,6 +76,7 @@ def block_contributions(
     bf16: bool = False,
     window: int | None = None,
     channels_last: bool = False,
+    tile_origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """Tile contributions (float64) of one padded raster block ``(C, n_y f + 2c, n_x f + 2c)``.
 
@@ -85,6 +86,8 @@ def block_contributions(
     of once per tile; ``bf16`` runs it under bfloat16 autocast and
     ``channels_last`` in the NHWC memory layout (halo sharing only). The
     client resolves all of these, so every worker runs the same kernels.
+    ``tile_origin`` is the index of the block's first tile in the whole
+    field (per-tile inference puts each tile at a batch slot fixed by it).
     """
     import torch
 
@@ -92,7 +95,8 @@ def block_contributions(
         raise ValueError("raster contains NaN or infinite pixels")
     ednn = _shared_ednn(ref, bf16, window, channels_last) if halo_sharing else cached_model(ref).ednn
     with torch.no_grad():
-        out = ednn.contributions_from_padded(torch.from_numpy(np.ascontiguousarray(block, np.float32))[None])
+        out = ednn.contributions_from_padded(torch.from_numpy(np.ascontiguousarray(block, np.float32))[None],
+                                             tile_origin=tile_origin)
     return out[0].double().numpy()
 
 

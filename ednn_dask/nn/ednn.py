@@ -7,7 +7,19 @@ from torch import nn
 from .. import config
 from ..tiles import extract_tiles, periodic_pad, check_tiling
 
-__all__ = ["TileNet", "EDNN"]
+__all__ = ["TileNet", "EDNN", "slot_pattern"]
+
+
+def slot_pattern(step: int, ndim: int) -> tuple[int, ...]:
+    """Periods ``p_k`` of the per-tile batch slots: tiles ``g`` and ``g + p`` share a slot.
+
+    ``prod(p) == step``: for 64 tiles in 2-D an 8 x 8 block of tiles fills a
+    batch; when ``step`` is not an ``ndim``-th power the last axis takes it all.
+    """
+    side = round(step ** (1 / ndim))
+    if side ** ndim == step:
+        return (side,) * ndim
+    return (1,) * (ndim - 1) + (step,)
 
 
 class TileNet(nn.Module):
@@ -119,8 +131,9 @@ class EDNN(nn.Module):
         Number of spatial axes of the fields (2 for rasters, 3 for volumes).
     tile_batch : int or None
         Tiles per subnet call in per-tile mode; at inference every call
-        gets exactly this many (see :meth:`_fixed_batches`). ``None`` takes
-        ``ednn.predict.tile-batch`` from the config (64).
+        gets exactly this many, and every tile sits at a batch slot fixed
+        by its position in the whole field (see :meth:`_slotted_batches`).
+        ``None`` takes ``ednn.predict.tile-batch`` from the config (64).
     halo_sharing : bool or None
         Evaluate the convolutions once per field instead of once per tile
         (exact; see :meth:`TileNet.forward_shared`). ``None`` turns it on
@@ -175,13 +188,19 @@ class EDNN(nn.Module):
         """Tile edge ``f + 2c`` in pixels."""
         return self.focus + 2 * self.context
 
-    def contributions_from_padded(self, padded: torch.Tensor) -> torch.Tensor:
+    def contributions_from_padded(self, padded: torch.Tensor, tile_origin: tuple[int, ...] | None = None
+                                  ) -> torch.Tensor:
         """Per-tile contributions of a field whose context border is present.
 
         Parameters
         ----------
         padded : torch.Tensor
             ``(B, C, *(n_k f + 2c))``, e.g. a Dask block with its overlap.
+        tile_origin : tuple of int, optional
+            Index of the block's first tile in the whole field (per spatial
+            axis; default all 0). Per-tile inference places each tile at a
+            batch slot chosen from its index in the whole field, so a tile
+            is computed the same way whichever block it arrives in.
 
         Returns
         -------
@@ -200,7 +219,8 @@ class EDNN(nn.Module):
         if torch.is_grad_enabled():
             out = torch.cat([self.tile_net(flat[i : i + step]) for i in range(0, flat.shape[0], step)])
         else:
-            out = self._fixed_batches(flat, step)
+            origin = tuple(tile_origin) if tile_origin is not None else (0,) * self.ndim
+            out = self._slotted_batches(flat, batch_grid, origin, step)
         return out.reshape(batch_grid)
 
     def _shared_windows(self, padded: torch.Tensor) -> torch.Tensor:
@@ -216,21 +236,52 @@ class EDNN(nn.Module):
                 out[:, y0:y1, x0:x1] = self.tile_net.forward_shared(win, f)
         return out
 
-    def _fixed_batches(self, flat: torch.Tensor, step: int) -> torch.Tensor:
-        """Run the tile network on batches of exactly ``step`` tiles (the last one zero-padded).
+    def _slotted_batches(self, flat: torch.Tensor, batch_grid, origin: tuple[int, ...], step: int) -> torch.Tensor:
+        """Run the tile network on batches of exactly ``step`` tiles, each tile at a slot fixed by its field index.
 
-        Float32 kernels pick their blocking by batch size, so the same tile
-        can come out a few ulps apart in batches of different sizes. With
-        a fixed batch size a tile's contribution is bitwise the same whatever
-        the chunking, which makes in-memory, threaded and distributed totals
-        agree to float64 round-off.
+        Float32 kernels block a batch by position: the same tile can come
+        out a few ulps apart at different positions of a batch, and which
+        positions differ depends on the CPU (oneDNN picks its kernels by
+        instruction set). So a tile's position is not left to the chunking:
+        tile ``g`` (index in the whole field, ``origin`` + index in the block)
+        goes to slot ``sum_k (g_k mod p_k) * stride_k`` of a ``step``-tile
+        batch (:func:`slot_pattern`), the other slots hold zeros or other
+        tiles of the block. Every call has the same shape and every tile the
+        same slot in every chunking, the same arithmetic as halo sharing's
+        aligned windows: in-memory, threaded and distributed tile maps are
+        bitwise equal on any one machine.
+
+        Blocks whose tile counts are multiples of ``p`` fill every slot; others
+        run some zero tiles (a block of one tile runs one batch, as before).
         """
         n = flat.shape[0]
-        rest = (-n) % step
-        if rest:
-            flat = torch.cat([flat, flat.new_zeros((rest, *flat.shape[1:]))])
-        out = torch.cat([self.tile_net(flat[i : i + step]) for i in range(0, flat.shape[0], step)])
-        return out[:n]
+        pattern = slot_pattern(step, self.ndim)
+        slot = torch.zeros(batch_grid, dtype=torch.long)
+        stride = 1
+        for k in range(self.ndim - 1, -1, -1):
+            g = (torch.arange(batch_grid[1 + k]) + int(origin[k])) % pattern[k]
+            shape = [1] * len(batch_grid)
+            shape[1 + k] = -1
+            slot = slot + (g * stride).reshape(shape)
+            stride *= pattern[k]
+        slot = slot.flatten()
+        # rank of each tile among the tiles of its slot: tile i runs in batch rank[i]
+        order = torch.argsort(slot, stable=True)
+        counts = torch.bincount(slot, minlength=step)
+        first = torch.cumsum(counts, 0) - counts
+        rank = torch.empty_like(slot)
+        rank[order] = torch.arange(n) - first[slot[order]]
+        by_batch = torch.argsort(rank, stable=True)
+        sizes = torch.bincount(rank).tolist()
+        out = flat.new_empty(n)
+        start = 0
+        for size in sizes:
+            idx = by_batch[start : start + size]
+            start += size
+            batch = flat.new_zeros((step, *flat.shape[1:]))
+            batch[slot[idx]] = flat[idx]
+            out[idx] = self.tile_net(batch)[slot[idx]]
+        return out
 
     def tile_contributions(self, x: torch.Tensor) -> torch.Tensor:
         """Per-tile contributions ``(B, *n)`` of periodic fields ``(B, C, *spatial)``."""
