@@ -307,36 +307,34 @@ def _cmd_make_sheet(args) -> int:
 
 
 def _cmd_rasterize(args) -> int:
-    from .data.sheets import SHEET_SPACING, SPECIES
+    from . import config
+    from ._outputs import check_output
     from .models import get_model
     from .raster import StructureError
-    from .raster._zarr import rasterize_to_zarr
+    from .raster._zarr import RASTER_KIND, rasterize_to_zarr
     from .systems.large import load_atoms
 
-    from .raster._register import HONEYCOMB
-
-    spacing, species, channels, lattice = SHEET_SPACING, SPECIES, "species", HONEYCOMB
-    if args.model:
-        meta = get_model(args.model).metadata
-        if meta.get("input", {}).get("kind") != "raster":
-            raise UserError(f"model {args.model!r} does not take rasters")
-        spacing, species = meta["pixel_spacing"]["value"], meta["input"]["species"]
-        channels = meta["input"].get("channels", "species")
-        lattice = meta["input"].get("lattice")
+    # the raster is drawn for a model: --model, else the one `evaluate` uses by default
+    name = args.model or config.get("evaluate.model")
+    meta = get_model(name).metadata
+    inp = meta.get("input", {})
+    if inp.get("kind") != "raster":
+        raise UserError(f"model {name!r} does not take rasters")
+    spacing, species = meta["pixel_spacing"]["value"], inp["species"]
+    channels, lattice = inp.get("channels", "species"), inp.get("lattice")
     if args.no_register:
         lattice = None
     if args.spacing:
         spacing = (args.spacing, args.spacing)
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise UserError(f"{out} exists; remove it or pass --overwrite")
+    out = check_output(args.output, RASTER_KIND, inputs=[args.structure], overwrite=args.overwrite)
     try:
         atoms = load_atoms(args.structure)
         rasterize_to_zarr(atoms, out, spacing, species, channels, chunk=args.chunk, overwrite=args.overwrite,
                           progress=not args.quiet, lattice=lattice)
     except StructureError as exc:
         raise UserError(str(exc)) from None
-    print(f"wrote {out}", file=sys.stderr)
+    print(f"wrote {args.output} (for model {name}: {', '.join(species) if channels == 'species' else channels} "
+          f"channels, {spacing[0]:.4g} Å pixels)", file=sys.stderr)
     return 0
 
 
@@ -368,10 +366,10 @@ def _cmd_evaluate(args) -> int:
 
 def _evaluate_cli(args) -> int:
     import contextlib
-    import shutil
 
+    from ._outputs import check_file_output
     from .cluster import cluster_spec, job_script, local_cluster, start_cluster, use_profile
-    from .evaluate import EvaluationError, evaluate
+    from .evaluate import EvaluationError, plan_evaluation, run_plan
 
     overrides = {k: getattr(args, k) for k in ("cores", "memory", "walltime", "queue", "account")}
     with use_profile(args.profile) as profile:
@@ -386,11 +384,15 @@ def _evaluate_cli(args) -> int:
             return 0
         if not Path(args.sheet).exists():
             raise UserError(f"sheet not found: {args.sheet}")
-        out = Path(args.out) if args.out else None
-        if out is not None and out.exists() and not args.overwrite:
-            raise UserError(f"{out} exists; remove it or pass --overwrite")
-        if out is not None and out.exists():
-            shutil.rmtree(out)
+        if args.png and not args.out:
+            raise UserError("--png needs --out (the tile map is read from it)")
+        if args.png:
+            check_file_output(args.png, inputs=[args.sheet], overwrite=args.overwrite, suffix=".png")
+        try:  # everything that can be checked without pixels, before any cluster starts
+            plan = plan_evaluation(args.sheet, args.model, chunk=args.chunk, out=args.out,
+                                   halo_sharing=args.halo_sharing, bf16=args.bf16 or None, overwrite=args.overwrite)
+        except EvaluationError as exc:
+            raise UserError(str(exc)) from None
 
         def log(msg):
             if not args.json:
@@ -407,22 +409,21 @@ def _evaluate_cli(args) -> int:
             with cm as client:
                 if client is not None and spec is None:
                     log(f"Dask dashboard: {client.dashboard_link}")
-                res = evaluate(args.sheet, args.model, client=client, chunk=args.chunk, out=out,
-                               progress=not args.json and not args.quiet, halo_sharing=args.halo_sharing,
-                               bf16=args.bf16 or None)
+                res = run_plan(plan, client=client, progress=not args.json and not args.quiet)
         except EvaluationError as exc:
             raise UserError(str(exc)) from None
         except KeyboardInterrupt:
-            if out is not None:
+            if plan.out is not None:
                 print("ednn-dask: interrupted; finished chunks are kept, re-run the same command to resume",
                       file=sys.stderr)
             raise
     if args.png:
-        if out is None:
-            raise UserError("--png needs --out (the tile map is read from it)")
         from .plots import energy_map
 
-        energy_map(out, args.png)
+        try:
+            energy_map(plan.out, args.png)
+        except OSError as exc:
+            raise UserError(f"cannot write {args.png} ({exc.strerror or exc}); the tile map is in {plan.out}") from None
     if args.json:
         print(json.dumps(res.as_json()))
     else:
@@ -509,26 +510,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ednn-dask", description="Extensive deep neural networks over large domains.")
     p.add_argument("--version", action="version", version=f"ednn-dask {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true",
+                        help="also show Dask's logs and other libraries' warnings on stderr")
 
-    d = sub.add_parser("demo", help="bundled models at work, no training: a porous sheet evaluated with Dask "
+    d = sub.add_parser("demo", parents=[common], help="bundled models at work, no training: a porous sheet evaluated with Dask "
                        "(default) or Ising energies")
     d.add_argument("system", nargs="?", choices=["sheet", "ising"], default="sheet")
     d.add_argument("--size-um", type=float, default=0.02, help="sheet edge in micrometres")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=_cmd_demo)
 
-    m = sub.add_parser("models", help="list bundled models")
+    m = sub.add_parser("models", parents=[common], help="list bundled models")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=_cmd_models)
 
-    pr = sub.add_parser("predict", help="predict totals with a model")
+    pr = sub.add_parser("predict", parents=[common], help="predict totals with a model")
     pr.add_argument("model", help="bundled model name (e.g. ising) or model file path")
     pr.add_argument("input", help="Ising models: .npy array (N, L, L) of +-1 spins; "
                     "sheet models: any ASE-readable structure file (extxyz, cif, POSCAR, ...)")
     pr.add_argument("--json", action="store_true", help="print JSON only")
     pr.set_defaults(func=_cmd_predict)
 
-    mk = sub.add_parser("make-sheet", help="build a large sheet and store its atoms compactly (.npz)")
+    mk = sub.add_parser("make-sheet", parents=[common], help="build a large sheet and store its atoms compactly (.npz)")
     mk.add_argument("--kind", choices=["porous-graphene"], default="porous-graphene")
     mk.add_argument("--size-um", type=float, default=0.1, help="edge of the square sheet in micrometres")
     mk.add_argument("--temperature", type=float, default=1000.0, help="K, in-plane Einstein displacements")
@@ -536,20 +540,21 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--out", required=True)
     mk.set_defaults(func=_cmd_make_sheet)
 
-    ra = sub.add_parser("rasterize", help="rasterize a structure into a chunked Zarr v3 array (Dask)")
+    ra = sub.add_parser("rasterize", parents=[common], help="rasterize a structure into a chunked Zarr v3 array (Dask)")
     ra.add_argument("structure", help="atoms .npz (make-sheet) or any single-frame ASE-readable file")
     ra.add_argument("output", help="output .zarr directory")
-    ra.add_argument("--model", help="take spacing, species and channels from this model")
+    ra.add_argument("--model", help="take spacing, species, channels and lattice from this model "
+                    "(default: ednn.evaluate.model, the model `evaluate` uses, porous-graphene)")
     ra.add_argument("--spacing", type=float, help="override: square pixels of this size in Å")
     ra.add_argument("--chunk", type=int, default=1024, help="chunk edge in pixels")
     ra.add_argument("--no-register", action="store_true",
                     help="keep the atoms where they are (default: translate the sheet onto the honeycomb origin "
                     "the sheet models were trained on, which leaves its energy unchanged)")
-    ra.add_argument("--overwrite", action="store_true")
+    ra.add_argument("--overwrite", action="store_true", help="replace an output raster written by ednn-dask")
     ra.add_argument("--quiet", action="store_true")
     ra.set_defaults(func=_cmd_rasterize)
 
-    ev = sub.add_parser("evaluate", help="evaluate a model over a large sheet with Dask")
+    ev = sub.add_parser("evaluate", parents=[common], help="evaluate a model over a large sheet with Dask")
     ev.add_argument("sheet", help="Zarr raster (ednn-dask rasterize) or a structure file rasterized on the fly")
     ev.add_argument("--model", help="bundled model name or file (default: ednn.evaluate.model, porous-graphene)")
     ev.add_argument("--scheduler", choices=["local", "slurm", "pbs"], default=None,
@@ -568,11 +573,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--chunk", type=int, default=None, help="target chunk edge in pixels")
     ev.add_argument("--halo-sharing", action=argparse.BooleanOptionalAction, default=None,
                     help="run the conv stack once per window instead of once per tile (default: whenever the "
-                    "model allows it; exact; 22x faster than per tile for the bundled f=8 models)")
+                    "model allows it; exact; speed-up in benchmarks/bench_halo_sharing.py)")
     ev.add_argument("--bf16", action="store_true",
                     help="bfloat16 autocast of the conv stack (needs halo sharing; see docs/evaluate.md for its error)")
     ev.add_argument("--out", help="write the tile-contribution map (xarray-readable Zarr, coordinates in Å)")
-    ev.add_argument("--overwrite", action="store_true")
+    ev.add_argument("--overwrite", action="store_true",
+                    help="replace an --out tile map (and --png) written by ednn-dask, or discard its unfinished run")
     ev.add_argument("--png", help="energy-density map PNG (needs --out)")
     ev.add_argument("--json", action="store_true", help="print only a JSON summary")
     ev.add_argument("--quiet", action="store_true")
@@ -580,14 +586,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ds = sub.add_parser("dataset", help="generate a training dataset")
     dss = ds.add_subparsers(dest="system", required=True)
-    di = dss.add_parser("ising", help="Swendsen-Wang Ising configurations with exact energies (.npz)")
+    di = dss.add_parser("ising", parents=[common], help="Swendsen-Wang Ising configurations with exact energies (.npz)")
     di.add_argument("--n", type=int, default=100_000)
     di.add_argument("--L", type=int, default=8)
     di.add_argument("--seed", type=int, default=1)
     di.add_argument("--out", required=True)
     di.set_defaults(func=_cmd_dataset_ising)
 
-    dsh = dss.add_parser("sheets", help="sheet structures, rasters and Tersoff energies (Zarr v3)")
+    dsh = dss.add_parser("sheets", parents=[common], help="sheet structures, rasters and Tersoff energies (Zarr v3)")
     dsh.add_argument("--kind", choices=["hexagonal", "hexagonal-alloy", "porous-graphene"], default="hexagonal")
     dsh.add_argument("--n", type=int, default=20000)
     dsh.add_argument("--seed", type=int, default=1)
@@ -599,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a model")
     trs = tr.add_subparsers(dest="system", required=True)
-    ti = trs.add_parser("ising", help="train the paper's dense Ising EDNN")
+    ti = trs.add_parser("ising", parents=[common], help="train the paper's dense Ising EDNN")
     ti.add_argument("--focus", "-f", type=int, default=1)
     ti.add_argument("--context", "-c", type=int, default=1)
     ti.add_argument("--n", type=int, default=100_000, help="training+validation configurations")
@@ -620,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--quiet", action="store_true", help="no progress bar")
     ti.add_argument("--out", required=True, help="model file (.pt2 or .pt)")
     ti.set_defaults(func=_cmd_train_ising)
-    ts = trs.add_parser("sheets", help="train a sheet EDNN (VALID CNN) on a sheet dataset")
+    ts = trs.add_parser("sheets", parents=[common], help="train a sheet EDNN (VALID CNN) on a sheet dataset")
     ts.add_argument("--data", required=True, help="training dataset (ednn-dask dataset sheets)")
     ts.add_argument("--test", help="held-out dataset for the accuracy report")
     ts.add_argument("--name", default="hexagonal-sheet")
@@ -651,11 +657,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warnings(verbose: bool) -> None:
+    """Our warnings as one line each on stderr; other libraries' warnings and Dask's logs only with --verbose."""
+    import logging
+
+    from .errors import EDNNWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, EDNNWarning):
+            print(f"ednn-dask: warning: {str(message).splitlines()[0]}", file=sys.stderr)
+        elif verbose:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    if not verbose:
+        # worker processes inherit the environment; this process's loggers are set directly
+        os.environ["DASK_LOGGING__DISTRIBUTED"] = "critical"
+        for name in ("distributed", "tornado", "asyncio", "bokeh"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ednn-dask``; returns the exit status."""
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit.*")
     parser = build_parser()
     args = parser.parse_args(argv)
+    verbose = bool(getattr(args, "verbose", False))
+    _one_line_warnings(verbose)
     from .models import ModelFileError
 
     try:

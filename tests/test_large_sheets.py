@@ -90,9 +90,10 @@ def test_make_sheet_and_rasterize_cli(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     arr = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["raster"]
-    assert arr.chunks == (3, 256, 256) and arr.attrs["n_atoms"] == atoms.numbers.size
+    # without --model: the channels of the model `evaluate` uses by default (porous-graphene: carbon only)
+    assert arr.chunks == (1, 256, 256) and arr.attrs["n_atoms"] == atoms.numbers.size and arr.attrs["species"] == ["C"]
     # carbon channel integrates to Z * 2 pi gamma^2 per atom (pixel area h_y h_x)
-    total = arr[1].sum() * SHEET_SPACING[0] * SHEET_SPACING[1]
+    total = arr[0].sum() * SHEET_SPACING[0] * SHEET_SPACING[1]
     assert total == pytest.approx(6 * 2 * np.pi * 0.2**2 * atoms.numbers.size, rel=1e-4)
     r = subprocess.run([*cli, "rasterize", tmp_path / "missing.npz", tmp_path / "m.zarr"], capture_output=True, text=True)
     assert r.returncode == 2 and "not found" in r.stderr and not (tmp_path / "m.zarr").exists()

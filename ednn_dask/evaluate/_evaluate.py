@@ -1,17 +1,18 @@
 """Large-domain evaluation with Dask: where the total is reduced.
 
-A raster (Zarr array ``(channel, y, x)``) opens lazily as a Dask array, is
-rechunked to focus-aligned chunks, and one ``map_overlap`` call with
-``depth = c`` and periodic boundaries hands every chunk its context; the
-block function runs the model's tile code; a float64 tree reduction gives
-the total. A structure file (atoms) needs no raster at all: each task draws
-its chunk *with* the context border from the atoms that reach it, so no
-pixels move between workers and the graph has one task per chunk.
+:func:`plan_evaluation` resolves the model and how it runs, opens the
+source (:mod:`._source`) and checks everything that needs no pixels,
+including the output path; :func:`run_plan` builds the graph and reduces
+the total. A raster is rechunked to focus-aligned chunks and one
+``map_overlap`` call with ``depth = c`` and periodic boundaries hands
+every chunk its context; a structure file needs no raster at all: each
+task draws its chunk *with* the context border from the atoms that reach
+it, so no pixels move between workers. The block function runs the
+model's tile code; a float64 tree reduction gives the total.
 """
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,16 +21,17 @@ from typing import Any
 import numpy as np
 
 from .. import config
+from .._outputs import OutputLock, check_output
+from ._errors import EvaluationError
+from ._source import Source, aligned_chunks, open_raster, open_source
+from ._store import KIND, TileStore
 from ._worker import ModelRef, block_contributions, cached_model
 
-__all__ = ["EvaluationError", "EvaluationResult", "evaluate", "open_raster", "BOUNDARY"]
+__all__ = ["EvaluationError", "EvaluationResult", "Plan", "aligned_chunks", "evaluate", "open_raster",
+           "plan_evaluation", "run_plan", "BOUNDARY"]
 
 #: User words for the edge treatment, translated once for Dask.
 BOUNDARY = {"wrap": "periodic", "periodic": "periodic"}
-
-
-class EvaluationError(ValueError):
-    """Input that cannot be evaluated (bad raster, spacing mismatch, ...)."""
 
 
 @dataclass
@@ -73,81 +75,110 @@ class EvaluationResult:
         }
 
 
-def open_raster(source) -> tuple[Any, dict[str, Any]]:
-    """Open a raster Zarr store lazily: ``(dask array (C, H, W), attrs)``.
+@dataclass
+class Plan:
+    """Everything decided before the computation: model, how it runs, the source, chunks and output."""
 
-    ``source`` is a path to a group holding ``raster`` (as written by
-    ``ednn-dask rasterize``) or to the array itself.
+    model_path: str
+    model_bytes: bytes
+    ref: ModelRef
+    meta: dict[str, Any]
+    shared: bool
+    window: int
+    bf16: bool
+    channels_last: bool
+    source: Source
+    array: Any
+    small: bool
+    out_chunks: tuple[tuple[int, ...], tuple[int, ...]]
+    split_every: int
+    out: Path | None = None
+    overwrite: bool = False
+    n_atoms: int | None = None
+
+    @property
+    def focus(self) -> int:
+        return int(self.meta["focus"])
+
+    @property
+    def context(self) -> int:
+        return int(self.meta["context"])
+
+    def provenance(self) -> dict[str, Any]:
+        """What makes this run's numbers: a resumed store must have been made by the same."""
+        import torch
+
+        from .. import __version__
+
+        reg = {k: self.source.attrs[k] for k in ("registration_shift", "registration_mirror_y")
+               if k in self.source.attrs}
+        return {
+            "input": {"kind": self.source.kind, "fingerprint": self.source.fingerprint},
+            "model": {"name": self.meta.get("name"), "sha256": self.ref.token},
+            "options": {"halo_sharing": self.shared, "window": self.window, "bf16": self.bf16,
+                        "channels_last": self.channels_last, "tile_batch": int(config.get("predict.tile-batch")),
+                        "tile_chunks": [list(self.out_chunks[0]), list(self.out_chunks[1])],
+                        "registration": reg},
+            "versions": {"ednn_dask": __version__, "torch": torch.__version__.split("+")[0]},
+        }
+
+
+def plan_evaluation(
+    source,
+    model=None,
+    chunk: int | None = None,
+    out: str | os.PathLike | None = None,
+    split_every: int | None = None,
+    n_atoms: int | None = None,
+    halo_sharing: bool | None = None,
+    bf16: bool | None = None,
+    overwrite: bool = False,
+) -> Plan:
+    """Check an evaluation and decide how it runs, without computing (see :func:`evaluate`).
+
+    Everything that can be checked without the pixels is checked here:
+    model file, source shape, channels, spacing and tiling against the
+    model, the output path. The CLI plans before it starts a cluster.
+
+    Raises
+    ------
+    EvaluationError, ModelFileError, OutputError
     """
-    import dask.array as da
-    import zarr
+    from ..models import LoadedModel, resolve_model
 
-    path = str(source)
-    if not Path(path).exists():
-        raise EvaluationError(f"raster not found: {path}")
-    try:
-        node = zarr.open(path, mode="r")
-        if isinstance(node, zarr.Group):
-            if "raster" not in node:
-                raise EvaluationError(f"{path} has no 'raster' array (write one with `ednn-dask rasterize`)")
-            node = node["raster"]
-        attrs = dict(node.attrs)
-        arr = da.from_zarr(node)
-    except EvaluationError:
-        raise
-    except Exception as exc:  # zarr raises many types for corrupt stores
-        raise EvaluationError(f"cannot open {path} as a Zarr raster ({type(exc).__name__}: {exc})") from None
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise EvaluationError(f"raster must be (channel, y, x) or (y, x), got shape {arr.shape}")
-    if arr.dtype.kind != "f":
-        raise EvaluationError(f"raster must hold floating-point pixels, got dtype {arr.dtype}")
-    if 0 in arr.shape:
-        raise EvaluationError(f"raster is empty: shape {arr.shape}")
-    return arr, attrs
-
-
-def _check_against_model(arr, attrs: dict, meta: dict, rtol: float = 1e-6) -> None:
-    f = meta["focus"]
-    channels = meta["channels"]
-    if arr.shape[0] != channels:
-        raise EvaluationError(f"raster has {arr.shape[0]} channels, the model expects {channels}")
-    want = meta.get("pixel_spacing", {}).get("value")
-    have = attrs.get("spacing")
-    if want is not None:
-        if have is None:
-            raise EvaluationError("raster has no 'spacing' attribute; cannot check it against the model's pixel spacing")
-        want = np.broadcast_to(np.asarray(want, float), (2,))
-        have = np.broadcast_to(np.asarray(have, float), (2,))
-        if not np.allclose(have, want, rtol=rtol, atol=0):
-            raise EvaluationError(
-                f"raster pixel spacing {have.tolist()} Å differs from the model's {want.tolist()} Å"
-            )
-    bad = [s for s in arr.shape[1:] if s % f]
-    if bad:
-        raise EvaluationError(
-            f"raster size {arr.shape[1]}x{arr.shape[2]} px is not a multiple of the model's focus f={f}"
-        )
-
-
-def aligned_chunks(size: int, focus: int, context: int, target: int) -> tuple[int, ...]:
-    """Split ``size`` pixels into chunks that are multiples of ``focus``, near ``target``, none below ``context``.
-
-    The last chunk may be smaller (but stays a multiple of ``focus``); when it
-    would fall below ``context`` it is merged into its neighbour, because a
-    periodic overlap of depth ``c`` needs every chunk to hold ``c`` pixels.
-    """
-    step = max(focus, (target // focus) * focus)
-    step = max(step, -(-context // focus) * focus)
-    chunks = [step] * (size // step)
-    rest = size - sum(chunks)
-    if rest:
-        chunks.append(rest)
-    if len(chunks) > 1 and chunks[-1] < context:
-        last = chunks.pop()
-        chunks[-1] += last
-    return tuple(chunks)
+    model = config.get("evaluate.model", model)
+    if isinstance(model, LoadedModel):
+        raise EvaluationError("pass a model name or path: workers load the file themselves")
+    path = resolve_model(model)
+    data = Path(path).read_bytes()
+    ref = ModelRef.from_path(path, data)
+    loaded = cached_model(ref)
+    meta = loaded.metadata
+    f, c = int(meta["focus"]), int(meta["context"])
+    shared, window = _halo_mode(loaded, config.get("evaluate.halo-sharing", halo_sharing))
+    low = bool(config.get("evaluate.bf16", bf16))
+    if low and not shared:
+        raise EvaluationError(f"bf16 needs halo sharing, which model {loaded.name!r} does not allow")
+    nhwc = shared and bool(config.get("predict.channels-last"))
+    target = int(config.get("evaluate.chunk", chunk))
+    # with halo sharing, chunk edges fall on window edges: per-tile values do not depend on the chunking
+    src = open_source(source, meta, target, window if shared else f)
+    if out is not None:
+        inputs = [p for p in (src.path, path) if p is not None]
+        out = check_output(out, KIND, inputs=inputs, overwrite=overwrite)
+    arr = src.array
+    C, H, W = arr.shape
+    small = min(H, W) < c
+    if small:  # a periodic overlap cannot take more context than one chunk holds: tiny fields go in memory
+        arr = arr.rechunk((C, H, W))
+    elif src.atoms is None:
+        unit = window if shared else f
+        arr = arr.rechunk((C, aligned_chunks(H, unit, c, target), aligned_chunks(W, unit, c, target)))
+    out_chunks = (tuple(s // f for s in arr.chunks[1]), tuple(s // f for s in arr.chunks[2]))
+    n_atoms = n_atoms if n_atoms is not None else src.attrs.get("n_atoms")
+    return Plan(path, data, ref, meta, shared, window, low, nhwc, src, arr, small, out_chunks,
+                int(config.get("evaluate.split-every", split_every)), out, overwrite,
+                int(n_atoms) if n_atoms else None)
 
 
 def evaluate(
@@ -162,15 +193,17 @@ def evaluate(
     n_atoms: int | None = None,
     halo_sharing: bool | None = None,
     bf16: bool | None = None,
+    overwrite: bool = False,
 ) -> EvaluationResult:
     """Evaluate an EDNN over a large raster with Dask.
 
     Parameters
     ----------
     source : path or dask/numpy array
-        Zarr raster store (``ednn-dask rasterize``), or an array
+        Zarr raster store (``ednn-dask rasterize``), a structure file
+        (rasterized chunk by chunk on the workers), or an array
         ``(C, H, W)``; arrays carry no spacing, so it is not checked.
-    model : str, path or LoadedModel, optional
+    model : str, path
         Bundled model name or file; default ``ednn.evaluate.model``.
     client : distributed.Client, optional
         Run on this cluster; otherwise ``scheduler`` (default threads).
@@ -179,7 +212,12 @@ def evaluate(
         the halo window with halo sharing); default ``ednn.evaluate.chunk``.
     out : path, optional
         Write the tile-contribution map (and coordinates in Å) to this Zarr
-        store. Chunks finished by an interrupted run are reused.
+        store. Chunks finished by an interrupted run with the same input,
+        model and options are reused; an unfinished run made otherwise is
+        refused. An existing ``out`` is refused unless ``overwrite`` and it
+        is a tile map written by ednn-dask (replaced when the new one is
+        complete); the input is never overwritten. Two runs cannot write
+        one ``out`` at once.
     split_every : int, optional
         Fan-in of the float64 tree reduction; default ``ednn.evaluate.split-every``.
     progress : bool
@@ -187,76 +225,54 @@ def evaluate(
     halo_sharing : bool, optional
         Run the conv stack once per window of ``ednn.predict.halo-window``
         pixels instead of once per tile: exact for VALID conv models whose
-        focus is a multiple of the stride, about 3x faster for the bundled
-        sheet models. ``None`` (``ednn.evaluate.halo-sharing``) turns it on
-        whenever the model allows it; chunks are then multiples of the window,
-        so per-tile contributions are the same for every chunking. ``True``
-        fails for a model that does not allow it; ``False`` forces per-tile.
+        focus is a multiple of the stride (``benchmarks/bench_halo_sharing.py``
+        measures the speed-up). ``None`` (``ednn.evaluate.halo-sharing``)
+        turns it on whenever the model allows it; chunks are then multiples
+        of the window, so per-tile contributions are the same for every
+        chunking. ``True`` fails for a model that does not allow it;
+        ``False`` forces per-tile.
     bf16 : bool, optional
         Run the conv stack under bfloat16 autocast (needs ``halo_sharing``;
-        label scaling, baseline and the float64 total stay exact). Measured
-        here with channels_last: 2.3-2.8x the fp32 speed for +0.05-0.08
-        meV/atom held-out MAE, but single cells move by up to 2.6 meV/atom
-        (``benchmarks/bench_bf16.py``); off by default (``ednn.evaluate.bf16``).
+        label scaling, baseline and the float64 total stay exact); its error
+        is measured by ``benchmarks/bench_bf16.py``; off by default
+        (``ednn.evaluate.bf16``).
+    overwrite : bool
+        Replace an existing ``out`` written by ednn-dask, or discard an
+        unfinished run there.
 
     Returns
     -------
     EvaluationResult
     """
-    import dask
-    import dask.array as da
+    plan = plan_evaluation(source, model, chunk=chunk, out=out, split_every=split_every, n_atoms=n_atoms,
+                           halo_sharing=halo_sharing, bf16=bf16, overwrite=overwrite)
+    return run_plan(plan, client=client, scheduler=scheduler, progress=progress)
 
-    from ..models import LoadedModel, resolve_model
 
-    model = config.get("evaluate.model", model)
-    if isinstance(model, LoadedModel):
-        raise EvaluationError("pass a model name or path: workers load the file themselves")
-    path = resolve_model(model)
-    data = Path(path).read_bytes()
-    ref = ModelRef.from_path(path, data)
-    loaded = cached_model(ref)
+def run_plan(plan: Plan, client=None, scheduler: str | None = None, progress: bool = False) -> EvaluationResult:
+    """Compute a planned evaluation (:func:`plan_evaluation`) on ``client`` or a local ``scheduler``."""
     if client is not None:
         from ..cluster import EDNNWorkerPlugin
 
         # every worker, including ones that join or restart later: torch threads + the model preloaded
-        client.register_plugin(EDNNWorkerPlugin(ref, data))
-    meta = loaded.metadata
-    f, c = int(meta["focus"]), int(meta["context"])
-    shared, window = _halo_mode(loaded, config.get("evaluate.halo-sharing", halo_sharing))
-    low = bool(config.get("evaluate.bf16", bf16))
-    if low and not shared:
-        raise EvaluationError(f"bf16 needs halo sharing, which model {loaded.name!r} does not allow")
-    nhwc = shared and bool(config.get("predict.channels-last"))
+        client.register_plugin(EDNNWorkerPlugin(plan.ref, plan.model_bytes))
+    if plan.out is None:
+        return _run(plan, None, client, scheduler, progress)
+    with OutputLock(plan.out):
+        check_output(plan.out, KIND, overwrite=plan.overwrite)  # again, now that no other run can write it
+        store = TileStore.open(plan.out, plan.out_chunks, plan.focus, plan.source.attrs, plan.meta,
+                               plan.provenance(), restart=plan.overwrite)
+        return _run(plan, store, client, scheduler, progress)
 
-    target = int(config.get("evaluate.chunk", chunk))
-    # with halo sharing, chunk edges fall on window edges: per-tile values do not depend on the chunking
-    unit = window if shared else f
-    atoms_ref = None
-    if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
-        arr, attrs, atoms_ref = _atoms_source(source, meta, target, unit)  # drawn in final chunks: no rechunk
-    elif isinstance(source, (str, os.PathLike)):
-        arr, attrs = open_raster(source)
-    else:
-        arr = da.asarray(source)
-        arr = arr[None] if arr.ndim == 2 else arr
-        attrs = {"spacing": meta.get("pixel_spacing", {}).get("value")}
-        if arr.ndim != 3 or 0 in arr.shape:
-            raise EvaluationError(f"raster must be a non-empty (channel, y, x) array, got shape {arr.shape}")
-    _check_against_model(arr, attrs, meta)
-    n_atoms = n_atoms if n_atoms is not None else attrs.get("n_atoms")
 
-    C, H, W = arr.shape
-    if min(H, W) < c:
-        # a periodic overlap cannot take more context than one chunk holds: tiny fields go in memory
-        arr = da.from_array(np.asarray(arr), chunks=(C, H, W))
-        small = True
-    else:
-        small = False
-        arr = arr.rechunk((C, aligned_chunks(H, unit, c, target), aligned_chunks(W, unit, c, target)))
-    out_chunks = (tuple(s // f for s in arr.chunks[1]), tuple(s // f for s in arr.chunks[2]))
-    tile_offsets = [np.concatenate([[0], np.cumsum(ch)]) for ch in out_chunks]  # first tile of each chunk
+def _graph(plan: Plan, store: TileStore | None):
+    """The lazy ``(n_y, n_x)`` tile-contribution map of a plan, each chunk read from ``store`` when done."""
+    import dask.array as da
 
-    store = _TileStore.open(out, arr.chunks, out_chunks, f, attrs, meta) if out is not None else None
+    f, c = plan.focus, plan.context
+    ref, shared, low, window, nhwc = plan.ref, plan.shared, plan.bf16, plan.window, plan.channels_last
+    atoms_ref, small = plan.source.atoms, plan.small
+    tile_offsets = [np.concatenate([[0], np.cumsum(ch)]) for ch in plan.out_chunks]  # first tile of each chunk
 
     def contributions(loc, block):
         """Tile contributions of chunk ``loc`` = (iy, ix); ``block()`` gives it with its context."""
@@ -286,53 +302,57 @@ def evaluate(
         loc = tuple(block_info[None]["chunk-location"])
         return contributions(loc, lambda: raster_block(atoms_ref, block_info, halo=c))
 
+    meta = np.empty((0, 0), np.float64)
     if atoms_ref is not None and not small:
         # each task draws its chunk with the context border straight from the atoms: no halo exchange
         # between workers and one task per chunk instead of map_overlap's slicing and concatenation
-        contrib = da.map_blocks(atoms_fn, chunks=out_chunks, dtype=np.float64, meta=np.empty((0, 0), np.float64))
-    elif small:
-        contrib = da.map_blocks(block_fn, arr, drop_axis=0, chunks=out_chunks, dtype=np.float64,
-                                meta=np.empty((0, 0), np.float64))
-    else:
-        contrib = da.map_overlap(
-            block_fn,
-            arr,
-            depth={0: 0, 1: c, 2: c},
-            boundary={0: "none", 1: BOUNDARY["wrap"], 2: BOUNDARY["wrap"]},
-            trim=False,
-            allow_rechunk=False,
-            drop_axis=0,
-            chunks=out_chunks,
-            dtype=np.float64,
-            meta=np.empty((0, 0), np.float64),
-        )
-    split = int(config.get("evaluate.split-every", split_every))
-    total = contrib.sum(dtype=np.float64, split_every=split)
+        return da.map_blocks(atoms_fn, chunks=plan.out_chunks, dtype=np.float64, meta=meta)
+    if small:
+        return da.map_blocks(block_fn, plan.array, drop_axis=0, chunks=plan.out_chunks, dtype=np.float64, meta=meta)
+    return da.map_overlap(
+        block_fn,
+        plan.array,
+        depth={0: 0, 1: c, 2: c},
+        boundary={0: "none", 1: BOUNDARY["wrap"], 2: BOUNDARY["wrap"]},
+        trim=False,
+        allow_rechunk=False,
+        drop_axis=0,
+        chunks=plan.out_chunks,
+        dtype=np.float64,
+        meta=meta,
+    )
+
+
+def _run(plan: Plan, store: TileStore | None, client, scheduler, progress) -> EvaluationResult:
+    total = _graph(plan, store).sum(dtype=np.float64, split_every=plan.split_every)
     t0 = time.perf_counter()
     try:
         value = _compute(total, client, scheduler, progress)
-    except ValueError as exc:
-        # bad pixels found while computing: an input error, so no partial results are kept;
+    except EvaluationError:
+        # bad input found while computing (NaN pixels, a damaged chunk): no partial results are kept;
         # interruptions (Ctrl-C, dead workers) keep them for resuming
         if store is not None:
-            shutil.rmtree(store.path, ignore_errors=True)
-        raise EvaluationError(str(exc)) from None
+            store.discard()
+        raise
     seconds = time.perf_counter() - t0
     if store is not None:
-        store.finish(value)
-    tiles = (H // f) * (W // f)
+        store.finish(value, plan.out)
+    f = plan.focus
+    _, H, W = plan.array.shape
+    n_atoms, meta, attrs = plan.n_atoms, plan.meta, plan.source.attrs
     return EvaluationResult(
         total=value,
         per_atom=value / n_atoms if n_atoms else None,
-        tiles=tiles,
+        tiles=(H // f) * (W // f),
         pixels=H * W,
         seconds=seconds,
-        model=str(meta.get("name", Path(path).stem)),
+        model=str(meta.get("name", Path(plan.model_path).stem)),
         units=meta.get("target", {}).get("units", ""),
-        n_atoms=int(n_atoms) if n_atoms else None,
-        out=str(out) if out is not None else None,
-        extra={"chunks": [list(arr.chunks[1]), list(arr.chunks[2])], "focus": f, "context": c, "halo_sharing": shared,
-               "bf16": low, "channels_last": nhwc,
+        n_atoms=n_atoms,
+        out=str(plan.out) if plan.out is not None else None,
+        extra={"chunks": [list(plan.array.chunks[1]), list(plan.array.chunks[2])], "focus": f,
+               "context": plan.context, "halo_sharing": plan.shared, "bf16": plan.bf16,
+               "channels_last": plan.channels_last,
                **{k: attrs[k] for k in ("registration_shift", "registration_mirror_y") if k in attrs}},
     )
 
@@ -370,132 +390,3 @@ def _compute(total, client, scheduler, progress) -> float:
         with ProgressBar():
             return float(total.compute(scheduler=sched))
     return float(total.compute(scheduler=sched))
-
-
-def _atoms_source(path, meta: dict, target: int, unit: int):
-    """A lazy raster drawn chunk by chunk from a structure file, at the model's spacing, and its ``AtomsRef``.
-
-    Chunks are multiples of ``unit`` (the focus, or the halo window) near
-    ``target``: the chunks the evaluation uses, so the raster is never
-    rechunked (which would move pixels between workers).
-    """
-    import dask.array as da
-
-    from ..raster import StructureError
-    from ..raster._gaussian import RasterGrid
-    from ..systems.large import load_atoms
-    from ._worker import AtomsRef, raster_block
-
-    inp = meta.get("input", {})
-    if inp.get("kind") != "raster":
-        raise EvaluationError(f"model {meta.get('name')!r} does not take rasters of atoms")
-    spacing = meta["pixel_spacing"]["value"]
-    try:
-        atoms = load_atoms(path)
-        grid = RasterGrid.for_cell(atoms.lengths_xy, spacing)
-    except (StructureError, ValueError) as exc:
-        raise EvaluationError(str(exc)) from None
-    from ase.data import chemical_symbols
-
-    unknown = sorted({chemical_symbols[z] for z in np.unique(atoms.numbers)} - set(inp["species"]))
-    if unknown:
-        raise EvaluationError(f"species {', '.join(unknown)} not known to the model (known: {', '.join(inp['species'])})")
-    f, c = int(meta["focus"]), int(meta["context"])
-    H, W = grid.shape
-    if H % f or W % f:
-        raise EvaluationError(f"sheet is {H}x{W} px at the model's spacing, not a multiple of the focus f={f}")
-    chunks = (aligned_chunks(H, unit, c, target), aligned_chunks(W, unit, c, target))
-    channels = inp.get("channels", "species")
-    n_ch = len(inp["species"]) if channels == "species" else 1
-    lattice = inp.get("lattice")
-    try:  # the model's training cells sit on one lattice origin and orientation: move the sheet there (exact)
-        reg = atoms.registration(lattice) if lattice else None
-    except StructureError as exc:
-        raise EvaluationError(str(exc)) from None
-    ref = AtomsRef.from_path(path, spacing, inp["species"], channels, chunks, reg)
-    arr = da.map_blocks(raster_block, ref=ref, chunks=((n_ch,), *chunks), dtype=np.float32,
-                        meta=np.empty((0, 0, 0), np.float32))
-    attrs = {"spacing": list(spacing), "n_atoms": int(atoms.numbers.size), "cell": list(atoms.lengths_xy)}
-    if lattice:
-        attrs.update(lattice=dict(lattice), **reg.as_attrs())
-    return arr, attrs, ref
-
-
-class _TileStore:
-    """The tile-contribution map on disk, written chunk by chunk, with a done mask for resuming."""
-
-    def __init__(self, path: Path, root):
-        self.path = path
-        self.offsets = [np.concatenate([[0], np.cumsum(ch)]) for ch in root.attrs["tile_chunks"]]
-        self._root = root
-
-    def __getstate__(self):  # workers reopen the store from its path
-        return {"path": self.path, "offsets": self.offsets}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._root = None
-
-    @property
-    def root(self):
-        if self._root is None:
-            import zarr
-
-            self._root = zarr.open_group(str(self.path), mode="r+")
-        return self._root
-
-    @classmethod
-    def open(cls, out, in_chunks, out_chunks, focus, attrs, meta) -> "_TileStore":
-        import zarr
-
-        path = Path(out)
-        tile_chunks = [list(out_chunks[0]), list(out_chunks[1])]
-        if path.exists():
-            root = zarr.open_group(str(path), mode="r+")
-            if root.attrs.get("tile_chunks") != tile_chunks or root.attrs.get("model") != meta.get("name"):
-                raise EvaluationError(f"{path} holds results of a different run; choose another --out")
-            return cls(path, root)
-        tmp = path.with_name(f".partial-{path.name}")
-        if tmp.exists():
-            root = zarr.open_group(str(tmp), mode="r+")
-            if root.attrs.get("tile_chunks") == tile_chunks and root.attrs.get("model") == meta.get("name"):
-                return cls(tmp, root)  # resume the interrupted run
-            shutil.rmtree(tmp)
-        root = zarr.open_group(str(tmp), mode="w")
-        ny, nx = sum(out_chunks[0]), sum(out_chunks[1])
-        spacing = np.broadcast_to(np.asarray(attrs.get("spacing") or [1.0, 1.0], float), (2,))
-        # zarr chunks = the regular Dask block: no two blocks ever write the same zarr chunk
-        root.create_array("tiles", shape=(ny, nx), chunks=(out_chunks[0][0], out_chunks[1][0]),
-                          dtype="float64", dimension_names=["y", "x"], fill_value=np.nan)
-        root.create_array("done", shape=(len(out_chunks[0]), len(out_chunks[1])), chunks=(1, 1),
-                          dtype="bool", fill_value=False, dimension_names=["chunk_y", "chunk_x"])
-        for name, n, h in (("y", ny, spacing[0]), ("x", nx, spacing[1])):
-            coord = root.create_array(name, shape=(n,), chunks=(n,), dtype="float64", dimension_names=[name])
-            coord[:] = (np.arange(n) * focus + focus / 2) * h  # tile-centre coordinates in Å
-            coord.attrs.update({"units": "Å", "long_name": f"{name} of the focus-region centre"})
-        root["tiles"].attrs.update({"units": meta.get("target", {}).get("units", ""),
-                                    "long_name": "EDNN tile contribution", "focus_px": focus})
-        root.attrs.update({"tile_chunks": tile_chunks, "model": meta.get("name"), "complete": False})
-        return cls(tmp, root)
-
-    def read_done(self, iy: int, ix: int):
-        if not self.root["done"][iy, ix]:
-            return None
-        (y0, y1), (x0, x1) = self._span(iy, ix)
-        return self.root["tiles"][y0:y1, x0:x1]
-
-    def write(self, iy: int, ix: int, values: np.ndarray) -> None:
-        (y0, y1), (x0, x1) = self._span(iy, ix)
-        self.root["tiles"][y0:y1, x0:x1] = values
-        self.root["done"][iy, ix] = True  # after the values: a chunk marked done is always complete
-
-    def finish(self, total: float) -> None:
-        self.root.attrs.update({"complete": True, "total": total})
-        final = self.path.with_name(self.path.name.replace(".partial-", "", 1))
-        if final != self.path:
-            os.replace(self.path, final)
-            self.path, self._root = final, None
-
-    def _span(self, iy, ix):
-        oy, ox = self.offsets
-        return (oy[iy], oy[iy + 1]), (ox[ix], ox[ix + 1])

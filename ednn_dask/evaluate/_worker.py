@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..raster._register import Registration
+from ._errors import EvaluationError
 
 __all__ = ["ModelRef", "AtomsRef", "cached_model", "cached_atoms", "block_contributions", "preload"]
 
@@ -92,7 +93,7 @@ def block_contributions(
     import torch
 
     if not np.isfinite(block).all():
-        raise ValueError("raster contains NaN or infinite pixels")
+        raise EvaluationError("raster contains NaN or infinite pixels")
     ednn = _shared_ednn(ref, bf16, window, channels_last) if halo_sharing else cached_model(ref).ednn
     with torch.no_grad():
         out = ednn.contributions_from_padded(torch.from_numpy(np.ascontiguousarray(block, np.float32))[None],

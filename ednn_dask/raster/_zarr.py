@@ -142,6 +142,10 @@ def raster_chunk(
     return np.stack([rasterize(pos[z == s], z[z == s], grid, region=region, gamma=gamma) for s in species_z])
 
 
+#: ``ednn_dask.kind`` of a raster store.
+RASTER_KIND = "raster"
+
+
 def rasterize_to_zarr(
     atoms: AtomsArrays,
     out: str | os.PathLike,
@@ -167,16 +171,17 @@ def rasterize_to_zarr(
     ``spacing`` (Å, ``[h_y, h_x]``), ``cell`` (Å, ``[L_x, L_y]``),
     ``n_atoms``, ``species``, ``channels``, ``gamma``, ``cutoff``. It is
     written into a temporary directory that is renamed to ``out`` only when
-    complete, so a failed run leaves nothing behind.
+    complete, so a failed run leaves nothing behind. Every chunk is stored
+    (also all-zero ones) and the fill value is NaN, so a reader can tell a
+    missing chunk from an empty one. ``overwrite`` replaces only a raster
+    written by ednn-dask (:func:`ednn_dask._outputs.check_output`).
     """
-    import dask
     import dask.array as da
-    import zarr
     from ase.data import atomic_numbers
 
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; remove it or pass overwrite")
+    from .._outputs import OutputLock, check_output, store_kind
+
+    out = check_output(out, RASTER_KIND, overwrite=overwrite)
     try:
         grid = RasterGrid.for_cell(atoms.lengths_xy, spacing_yx, tolerance)
     except ValueError as exc:
@@ -205,17 +210,13 @@ def rasterize_to_zarr(
         meta=np.empty((0, 0, 0), np.float32),
     )
     tmp = out.with_name(f".tmp-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        root = zarr.open_group(str(tmp), mode="w")
-        arr = root.create_array(
-            "raster",
-            shape=(n_ch, *grid.shape),
-            chunks=(n_ch, chunk, chunk),
-            dtype="float32",
-            dimension_names=["channel", "y", "x"],
-        )
-        meta = {
+    with OutputLock(out):
+        check_output(out, RASTER_KIND, overwrite=overwrite)  # again, now that no other run can write it
+        if tmp.exists():  # left by a run that died
+            if store_kind(tmp) != RASTER_KIND:
+                raise StructureError(f"{tmp} is in the way and is not a raster written by ednn-dask; remove it")
+            shutil.rmtree(tmp)
+        _write(lazy, tmp, out, (n_ch, *grid.shape), (n_ch, chunk, chunk), progress, scheduler, {
             "spacing": list(grid.spacing),
             "spacing_units": "Å",
             "cell": list(atoms.lengths_xy),
@@ -227,7 +228,29 @@ def rasterize_to_zarr(
             **({"lattice": dict(lattice), **reg.as_attrs()} if lattice else {}),
             "raster": "V_s(x, y) = sum over atoms of species s of Z exp(-r^2 / (2 gamma^2)), periodic; "
             "pixel (i, j) at (x, y) = (j h_x, i h_y)",
-        }
+        })
+    return out
+
+
+def _write(lazy, tmp: Path, out: Path, shape, chunks, progress: bool, scheduler, meta: dict) -> None:
+    """Store ``lazy`` into a new raster at ``tmp`` with attrs ``meta``, then move it to ``out``."""
+    import dask
+    import dask.array as da
+    import zarr
+
+    from .._outputs import marker, remove_store
+
+    try:
+        root = zarr.open_group(str(tmp), mode="w", attributes=marker(RASTER_KIND))
+        arr = root.create_array(
+            "raster",
+            shape=shape,
+            chunks=chunks,
+            dtype="float32",
+            dimension_names=["channel", "y", "x"],
+            fill_value=np.nan,
+            config={"write_empty_chunks": True},
+        )
         arr.attrs.update(meta)
         root.attrs.update(meta)
         store = da.store(lazy, arr, lock=False, compute=False)
@@ -238,13 +261,11 @@ def rasterize_to_zarr(
                 dask.compute(store, scheduler=scheduler)
         else:
             dask.compute(store, scheduler=scheduler)
-        if out.exists():
-            shutil.rmtree(out)
+        remove_store(out, RASTER_KIND)  # only a raster of ours, and only once the new one is complete
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
 
 
 def _splits(n: int, chunk: int) -> tuple[int, ...]:

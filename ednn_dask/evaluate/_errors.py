@@ -1,0 +1,13 @@
+"""Errors of the evaluator that a user can cause."""
+from __future__ import annotations
+
+__all__ = ["EvaluationError"]
+
+
+class EvaluationError(ValueError):
+    """Input that cannot be evaluated (bad raster, spacing mismatch, unreadable chunk, ...).
+
+    Raised before the computation starts where the input allows it, and by
+    workers for what only reading the pixels reveals (NaN pixels, a corrupt
+    chunk); the evaluator then keeps no partial results.
+    """

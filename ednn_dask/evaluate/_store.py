@@ -1,0 +1,143 @@
+"""The tile-contribution map on disk: written chunk by chunk, resumable, and only by the run that matches it.
+
+A run writes ``.partial-<name>`` beside ``out`` and renames it to ``out``
+when the total is known. The store records what made it (``provenance``:
+input fingerprint, model sha256, every option that changes a number,
+versions); an interrupted run is resumed only by a run with the same
+provenance, anything else is refused.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._outputs import marker, remove_store, store_kind
+from ._errors import EvaluationError
+
+__all__ = ["TileStore", "KIND", "partial_path"]
+
+#: ``ednn_dask.kind`` of a tile map.
+KIND = "tile-map"
+
+
+def partial_path(out: str | os.PathLike) -> Path:
+    """Where an unfinished run writes ``out``."""
+    out = Path(out)
+    return out.with_name(f".partial-{out.name}")
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}.{d}" for d in _differences(a, b)]
+        elif a != b:
+            out.append(k)
+    return out
+
+
+class TileStore:
+    """The tile-contribution map on disk, written chunk by chunk, with a done mask for resuming."""
+
+    def __init__(self, path: Path, root):
+        self.path = path
+        self.offsets = [np.concatenate([[0], np.cumsum(ch)]) for ch in root.attrs["tile_chunks"]]
+        self._root = root
+
+    def __getstate__(self):  # workers reopen the store from its path
+        return {"path": self.path, "offsets": self.offsets}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._root = None
+
+    @property
+    def root(self):
+        if self._root is None:
+            import zarr
+
+            self._root = zarr.open_group(str(self.path), mode="r+")
+        return self._root
+
+    @classmethod
+    def open(cls, out, out_chunks, focus: int, attrs: dict, meta: dict, provenance: dict[str, Any],
+             restart: bool = False) -> "TileStore":
+        """Resume the unfinished run of ``out`` when its provenance matches, else start one.
+
+        ``restart`` discards an unfinished run of ours whatever made it;
+        without it a mismatch is refused. The caller holds the output lock
+        and has checked ``out`` itself (:func:`ednn_dask._outputs.check_output`).
+        """
+        import zarr
+
+        tmp = partial_path(out)
+        if tmp.exists():
+            if store_kind(tmp) != KIND:
+                raise EvaluationError(f"{tmp} is in the way and is not a tile map written by ednn-dask; remove it")
+            root = zarr.open_group(str(tmp), mode="r+")
+            if not restart:
+                diff = _differences(dict(root.attrs.get("provenance", {})), provenance)
+                if not diff:
+                    return cls(tmp, root)  # resume the interrupted run
+                raise EvaluationError(
+                    f"{out} has an unfinished run made with a different {', '.join(diff)}; re-run that command "
+                    "to finish it, pass --overwrite to discard it, or choose another --out"
+                )
+            shutil.rmtree(tmp)
+        return cls._create(tmp, out_chunks, focus, attrs, meta, provenance)
+
+    @classmethod
+    def _create(cls, tmp: Path, out_chunks, focus, attrs, meta, provenance) -> "TileStore":
+        import zarr
+
+        root = zarr.open_group(str(tmp), mode="w")
+        ny, nx = sum(out_chunks[0]), sum(out_chunks[1])
+        spacing = np.broadcast_to(np.asarray(attrs.get("spacing") or [1.0, 1.0], float), (2,))
+        # zarr chunks = the regular Dask block: no two blocks ever write the same zarr chunk
+        root.create_array("tiles", shape=(ny, nx), chunks=(out_chunks[0][0], out_chunks[1][0]),
+                          dtype="float64", dimension_names=["y", "x"], fill_value=np.nan)
+        root.create_array("done", shape=(len(out_chunks[0]), len(out_chunks[1])), chunks=(1, 1),
+                          dtype="bool", fill_value=False, dimension_names=["chunk_y", "chunk_x"])
+        for name, n, h in (("y", ny, spacing[0]), ("x", nx, spacing[1])):
+            coord = root.create_array(name, shape=(n,), chunks=(n,), dtype="float64", dimension_names=[name])
+            coord[:] = (np.arange(n) * focus + focus / 2) * h  # tile-centre coordinates in Å
+            coord.attrs.update({"units": "Å", "long_name": f"{name} of the focus-region centre"})
+        root["tiles"].attrs.update({"units": meta.get("target", {}).get("units", ""),
+                                    "long_name": "EDNN tile contribution", "focus_px": focus})
+        tile_chunks = [list(out_chunks[0]), list(out_chunks[1])]
+        root.attrs.update({"tile_chunks": tile_chunks, "model": meta.get("name"), "complete": False,
+                           "provenance": provenance, **marker(KIND)})
+        return cls(tmp, root)
+
+    def read_done(self, iy: int, ix: int):
+        if not self.root["done"][iy, ix]:
+            return None
+        (y0, y1), (x0, x1) = self._span(iy, ix)
+        return self.root["tiles"][y0:y1, x0:x1]
+
+    def write(self, iy: int, ix: int, values: np.ndarray) -> None:
+        (y0, y1), (x0, x1) = self._span(iy, ix)
+        self.root["tiles"][y0:y1, x0:x1] = values
+        self.root["done"][iy, ix] = True  # after the values: a chunk marked done is always complete
+
+    def discard(self) -> None:
+        """Delete this unfinished store (input found bad while computing: nothing partial is kept)."""
+        if self.path.name.startswith(".partial-"):
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def finish(self, total: float, final: Path) -> None:
+        """Record the total and move the store to ``final`` (an older store of ours there is replaced)."""
+        self.root.attrs.update({"complete": True, "total": total})
+        remove_store(final, KIND)  # only a tile map of ours (the caller checked that --overwrite was given)
+        os.replace(self.path, final)
+        self.path, self._root = final, None
+
+    def _span(self, iy, ix):
+        oy, ox = self.offsets
+        return (oy[iy], oy[iy + 1]), (ox[ix], ox[ix + 1])
