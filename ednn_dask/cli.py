@@ -370,17 +370,16 @@ def _evaluate_cli(args) -> int:
     import contextlib
     import shutil
 
-    from .cluster import cluster_spec, job_script, local_cluster, start_cluster, use_profile
+    from .cluster import job_script, local_cluster, resolve_batch, start_cluster, use_profile
     from .evaluate import EvaluationError, evaluate
 
     overrides = {k: getattr(args, k) for k in ("cores", "memory", "walltime", "queue", "account")}
     with use_profile(args.profile) as profile:
-        scheduler = args.scheduler or profile.get("ednn", {}).get("cluster", {}).get("scheduler") or "local"
-        spec = None
-        if scheduler != "local":
-            spec = cluster_spec(scheduler, args.nodes, args.profile, **overrides)
-        elif args.nodes or args.dry_run or any(v is not None for v in overrides.values()):
-            raise UserError("--nodes, --dry-run and job settings need --scheduler slurm or pbs (or a batch --profile)")
+        scheduler = args.scheduler or profile.get("ednn", {}).get("cluster", {}).get("scheduler")  # None: detect
+        spec = resolve_batch(args.nodes, scheduler, args.profile, overrides, dry_run=args.dry_run,
+                             log=None if args.json else lambda msg: print(msg, file=sys.stderr))
+        if spec is None and (args.dry_run or any(v is not None for v in overrides.values())):
+            raise UserError("--dry-run and job settings need --nodes, --scheduler slurm or pbs, or a batch --profile")
         if args.dry_run:
             print(job_script(spec), end="")
             return 0
