@@ -368,19 +368,22 @@ def _evaluate_cli(args) -> int:
     import contextlib
 
     from ._outputs import check_file_output
-    from .cluster import cluster_spec, job_script, local_cluster, start_cluster, use_profile
+    from .cluster import job_script, local_cluster, resolve_batch, start_cluster, use_profile
     from .evaluate import EvaluationError, plan_evaluation, run_plan
 
     overrides = {k: getattr(args, k) for k in ("cores", "memory", "walltime", "queue", "account")}
     with use_profile(args.profile) as profile:
-        scheduler = args.scheduler or profile.get("ednn", {}).get("cluster", {}).get("scheduler") or "local"
-        spec = None
-        if scheduler != "local":
-            spec = cluster_spec(scheduler, args.nodes, args.profile, **overrides)
-        elif args.nodes or args.dry_run or any(v is not None for v in overrides.values()):
-            raise UserError("--nodes, --dry-run and job settings need --scheduler slurm or pbs (or a batch --profile)")
+        scheduler = args.scheduler or profile.get("ednn", {}).get("cluster", {}).get("scheduler")  # None: detect
+
+        def batch():
+            spec = resolve_batch(args.nodes, scheduler, args.profile, overrides, dry_run=args.dry_run,
+                                 log=None if args.json else lambda msg: print(msg, file=sys.stderr))
+            if spec is None and (args.dry_run or any(v is not None for v in overrides.values())):
+                raise UserError("--dry-run and job settings need --nodes, --scheduler slurm or pbs, or a batch --profile")
+            return spec
+
         if args.dry_run:
-            print(job_script(spec), end="")
+            print(job_script(batch()), end="")
             return 0
         if not Path(args.sheet).exists():
             raise UserError(f"sheet not found: {args.sheet}")
@@ -388,11 +391,12 @@ def _evaluate_cli(args) -> int:
             raise UserError("--png needs --out (the tile map is read from it)")
         if args.png:
             check_file_output(args.png, inputs=[args.sheet], overwrite=args.overwrite, suffix=".png")
-        try:  # everything that can be checked without pixels, before any cluster starts
+        try:  # everything that can be checked without pixels, before any cluster is asked for
             plan = plan_evaluation(args.sheet, args.model, chunk=args.chunk, out=args.out,
                                    halo_sharing=args.halo_sharing, bf16=args.bf16 or None, overwrite=args.overwrite)
         except EvaluationError as exc:
             raise UserError(str(exc)) from None
+        spec = batch()
 
         def log(msg):
             if not args.json:

@@ -29,14 +29,15 @@ def sheet_file(size_um: float, directory: str | Path, seed: int = 0) -> Path:
 
 @contextlib.contextmanager
 def _cluster(n: int, cluster: str):
-    from .cluster import cluster_spec, local_cluster, start_cluster, use_profile
+    from .cluster import local_cluster, resolve_batch, start_cluster, use_profile
 
     if cluster == "local":
         with local_cluster(n, 1) as client:
             yield client
     else:
-        with use_profile(cluster):
-            spec = cluster_spec(nodes=n, profile=cluster)
+        with use_profile(cluster) as data:
+            # cores/memory the profile leaves null come from sinfo/pbsnodes, as for `evaluate --nodes`
+            spec = resolve_batch(n, data.get("ednn", {}).get("cluster", {}).get("scheduler"), cluster)
             with start_cluster(spec) as client:
                 client.wait_for_workers(n * spec.workers_per_job, timeout=spec.start_timeout)
                 yield client

@@ -59,12 +59,13 @@ def test_profile_errors(tmp_path):
 @pytest.mark.parametrize("profile, directives", [
     ("paper-16x28-slurm", ["#SBATCH -n 1", "#SBATCH --cpus-per-task=28", "#SBATCH -t 00:45:00", "#SBATCH -A proj",
                            "#SBATCH -p compute", "#SBATCH --exclusive", "--nworkers 14", "--nthreads 2"]),
-    ("pbs", ["#PBS -l select=1:ncpus=28", "#PBS -l walltime=00:45:00", "#PBS -A proj", "#PBS -q compute",
-             "--nworkers 4", "--nthreads 7"]),
+    ("pbs", ["#PBS -l select=1:ncpus=28:mem=120GB", "#PBS -l walltime=00:45:00", "#PBS -A proj", "#PBS -q compute",
+             "--nworkers 7", "--nthreads 4"]),  # the generic profile leaves processes to dask-jobqueue: ~sqrt(28)
 ])
 def test_job_scripts_for_16_nodes(profile, directives):
     with use_profile(profile):
-        spec = cluster_spec(nodes=16, walltime="00:45:00", account="proj", queue="compute", profile=profile)
+        spec = cluster_spec(nodes=16, walltime="00:45:00", account="proj", queue="compute", profile=profile,
+                            cores=28, memory="120GiB")
         script = job_script(spec)
     assert script.startswith("#!/usr/bin/env bash\n# ednn-dask: 16 job(s)")
     for d in directives:
@@ -74,14 +75,20 @@ def test_job_scripts_for_16_nodes(profile, directives):
     assert "export MALLOC_TRIM_THRESHOLD_=1073741824" in script  # no page-fault storm in the workers
 
 
-def test_cli_dry_run_and_flag_errors(tmp_path, capsys):
+def test_cli_dry_run_and_flag_errors(tmp_path, capsys, monkeypatch):
     sheet = tmp_path / "missing.zarr"  # a dry run does not read the sheet
     assert main(["evaluate", str(sheet), "--scheduler", "pbs", "--nodes", "16", "--cores", "28", "--memory",
                  "100GB", "--dry-run"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "16 job(s)" in out and "#PBS -l select=1:ncpus=28:mem=" in out
+    assert err == ""  # nothing was detected, nothing to say
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no qsub
     assert main(["evaluate", str(sheet), "--nodes", "2"]) == 2
-    assert "--scheduler slurm or pbs" in capsys.readouterr().err
+    assert "no batch system found (sbatch/qsub not on PATH)" in capsys.readouterr().err
+    assert main(["evaluate", str(sheet), "--scheduler", "local", "--nodes", "2"]) == 2
+    assert "--scheduler local runs a LocalCluster" in capsys.readouterr().err
+    assert main(["evaluate", str(sheet), "--dry-run"]) == 2
+    assert "--dry-run and job settings need --nodes" in capsys.readouterr().err
     assert main(["evaluate", str(sheet), "--profile", "nowhere"]) == 2
     assert "unknown cluster profile" in capsys.readouterr().err
     assert not sheet.exists()

@@ -49,6 +49,7 @@ class ClusterSpec:
     host: str = "127.0.0.1"
     dashboard_port: int = 0
     tls: bool = True
+    detected: str = ""  # which job settings were read from the batch system (resolve_batch)
 
     @property
     def config_name(self) -> str:
@@ -62,7 +63,13 @@ class ClusterSpec:
 
     @property
     def workers_per_job(self) -> int:
-        return int(self.setting("processes") or 1)
+        processes = self.setting("processes")
+        if processes is None and self.setting("cores"):
+            from distributed.deploy.utils import nprocesses_nthreads
+
+            # what dask-jobqueue does with processes: null (about sqrt(cores) workers)
+            return nprocesses_nthreads(int(self.setting("cores")))[0]
+        return int(processes or 1)
 
     @property
     def cores_per_worker(self) -> int:
@@ -140,6 +147,8 @@ def job_script(spec: ClusterSpec) -> str:
     shebang, _, body = job.job_script().partition("\n")
     note = (f"# ednn-dask: {spec.nodes} job(s) of this script would be submitted "
             f"({spec.nodes * spec.workers_per_job} workers; {spec.scheduler}, profile {spec.profile or 'none'})")
+    if spec.detected:
+        note += f"\n# ednn-dask: {spec.detected}"
     return f"{shebang}\n{note}\n{body}"
 
 
