@@ -375,15 +375,14 @@ def _evaluate_cli(args) -> int:
     with use_profile(args.profile) as profile:
         scheduler = args.scheduler or profile.get("ednn", {}).get("cluster", {}).get("scheduler")  # None: detect
 
-        def batch():
-            spec = resolve_batch(args.nodes, scheduler, args.profile, overrides, dry_run=args.dry_run,
-                                 log=None if args.json else lambda msg: print(msg, file=sys.stderr))
-            if spec is None and (args.dry_run or any(v is not None for v in overrides.values())):
-                raise UserError("--dry-run and job settings need --nodes, --scheduler slurm or pbs, or a batch --profile")
-            return spec
-
+        found: list[str] = []  # what detection found, said once the input has passed its checks too
+        spec = resolve_batch(args.nodes, scheduler, args.profile, overrides, dry_run=args.dry_run,
+                             log=None if args.json else found.append)
+        if spec is None and (args.dry_run or any(v is not None for v in overrides.values())):
+            raise UserError("--dry-run and job settings need --nodes, --scheduler slurm or pbs, or a batch --profile")
         if args.dry_run:
-            print(job_script(batch()), end="")
+            print(*found, sep="\n", file=sys.stderr, end="\n" if found else "")
+            print(job_script(spec), end="")
             return 0
         if not Path(args.sheet).exists():
             raise UserError(f"sheet not found: {args.sheet}")
@@ -396,7 +395,7 @@ def _evaluate_cli(args) -> int:
                                    halo_sharing=args.halo_sharing, bf16=args.bf16 or None, overwrite=args.overwrite)
         except EvaluationError as exc:
             raise UserError(str(exc)) from None
-        spec = batch()
+        print(*found, sep="\n", file=sys.stderr, end="\n" if found else "")
 
         def log(msg):
             if not args.json:
