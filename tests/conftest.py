@@ -22,6 +22,27 @@ def _slurm_available() -> bool:
     return proc.returncode == 0 and any(s.strip() in ("idle", "mix", "alloc") for s in proc.stdout.splitlines())
 
 
+def pytest_report_header(config):
+    """Which kernels this run exercises: CPU, AMX or not, and any instruction-set cap in force."""
+    import os
+    import platform
+
+    model, flags = platform.processor() or "?", set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    caps = ", ".join(f"{k}={os.environ[k]}" for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+                                                       "MKL_ENABLE_INSTRUCTIONS") if k in os.environ)
+    return (f"cpu: {model}; AMX: {'yes' if 'amx_tile' in flags else 'no'}; "
+            f"torch kernels: {torch.backends.cpu.get_cpu_capability()}; caps: {caps or 'none'}")
+
+
 def pytest_collection_modifyitems(config, items):
     run_slow = config.getoption("--run-slow")
     skip_slow = pytest.mark.skip(reason="slow: opt in with --run-slow")

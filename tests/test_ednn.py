@@ -23,6 +23,7 @@ def test_forward_is_sum_of_subnet_on_each_tile():
     torch.testing.assert_close(model(x), expected.flatten(1).double().sum(1), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.crosspath
 def test_tile_batching_does_not_change_result():
     torch.manual_seed(1)
     x = torch.randn(3, 1, 12, 12)
@@ -31,6 +32,7 @@ def test_tile_batching_does_not_change_result():
     torch.testing.assert_close(full(x), batched(x))
 
 
+@pytest.mark.crosspath
 @pytest.mark.parametrize("ndim,grid,step", [(2, (5, 7), 64), (2, (9, 3), 7), (1, (70,), 64), (3, (3, 2, 5), 8)])
 def test_per_tile_slots_follow_the_tile_index_in_the_field(ndim, grid, step):
     """A tile runs at batch slot sum_k (g_k mod p_k) stride_k of its index g in the whole field, whatever the block."""

@@ -62,6 +62,7 @@ def field():
     return (np.random.default_rng(0).random((3, 56, 40)) * 6).astype(np.float32)
 
 
+@pytest.mark.crosspath
 @pytest.mark.parametrize("chunk", [8, 16, 24, 1000])  # 56 = 24 + 24 + 8: uneven last chunk
 @pytest.mark.parametrize("scheduler", ["synchronous", "threads"])
 @pytest.mark.parametrize("halo", [False, None])  # per-tile, automatic (halo-shared for this VALID model)
@@ -84,6 +85,7 @@ def test_chunked_equals_numpy_reference_and_in_memory(tmp_path, small_model, fie
     assert res.tiles == 7 * 5 and res.pixels == 56 * 40
 
 
+@pytest.mark.crosspath
 def test_single_chunk_smaller_than_tile(tmp_path, small_model):
     """An axis of one focus (8 px) is smaller than the 16-px tile but not than the context."""
     data = (np.random.default_rng(1).random((3, 8, 24)) * 6).astype(np.float32)
@@ -91,6 +93,7 @@ def test_single_chunk_smaller_than_tile(tmp_path, small_model):
     assert res.total == pytest.approx(numpy_reference(small_model, data).sum(), rel=1e-6)
 
 
+@pytest.mark.crosspath
 def test_local_cluster_two_workers_identical(tmp_path, small_model, field):
     from distributed import Client, LocalCluster
 
@@ -104,6 +107,7 @@ def test_local_cluster_two_workers_identical(tmp_path, small_model, field):
     np.testing.assert_allclose(tiles, numpy_reference(small_model, field), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.crosspath
 def test_extensive_over_copies(tmp_path, small_model, field):
     big = np.tile(field, (1, 3, 3))
     one = evaluate(write_raster(tmp_path / "a.zarr", field), small_model, chunk=16)
@@ -171,6 +175,7 @@ def test_aligned_chunks():
     assert all(c % 40 == 0 for c in aligned_chunks(10000, 40, 24, 1024))
 
 
+@pytest.mark.crosspath
 def test_on_the_fly_raster_from_atoms_equals_zarr_raster(tmp_path, small_model):
     """A structure file is rasterized chunk by chunk inside the evaluation: same total as a stored raster."""
     from ednn_dask.raster._zarr import AtomsArrays, rasterize_to_zarr
@@ -209,6 +214,7 @@ def test_evaluate_cli_json_and_errors(tmp_path, small_model, field):
     assert r.returncode == 2 and "not found" in r.stderr
 
 
+@pytest.mark.crosspath
 @pytest.mark.parametrize("chunk", [16, 24, 1000])
 def test_halo_sharing_equals_per_tile(tmp_path, small_model, field, chunk):
     src = write_raster(tmp_path / "r.zarr", field)
@@ -221,6 +227,7 @@ def test_halo_sharing_equals_per_tile(tmp_path, small_model, field, chunk):
     assert shared.total == pytest.approx(per_tile.total, rel=1e-6)
 
 
+@pytest.mark.crosspath
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_halo_shared_tiles_do_not_depend_on_chunking(tmp_path, small_model, field, channels_last):
     """Chunk edges fall on halo-window edges, so every tile sees the same float32 kernels: bitwise equal maps."""

@@ -5,6 +5,8 @@ import torch
 from ednn_dask.nn import EDNN, ConvSubnet, TileNet
 from ednn_dask.train.sheets import SHEET_LAYERS
 
+pytestmark = pytest.mark.crosspath  # every test here compares two code paths
+
 
 @pytest.mark.parametrize(
     "layers,f,c,shape",

@@ -118,6 +118,7 @@ def test_atoms_off_the_lattice_are_refused():
         raster_from_atoms(cell, SHEET_SPACING, SPECIES, lattice=HONEYCOMB)
 
 
+@pytest.mark.crosspath
 def test_predicted_energy_does_not_depend_on_where_the_sheet_sits():
     model = build_sheet_model(8, 24, activation="silu", seed=3)
     meta = sheet_metadata("reg", "hexagonal", 8, 24, TrainConfig(), ATTRS)
@@ -178,6 +179,7 @@ def test_predicted_energy_of_mirrored_hbn():
         np.testing.assert_allclose(e[3], e[2], rtol=1e-5)
 
 
+@pytest.mark.crosspath
 def test_dask_evaluation_of_a_mirrored_hbn_sheet(tmp_path):
     rng = np.random.default_rng(6)
     base = S.thermal_displacements(S.hexagonal_sheet(10, 6, species=("B", "N")), 600, rng)
@@ -207,6 +209,7 @@ def moved_sheet(tmp_path_factory):
     return tmp, save_model(model, tmp / "m.pt2", meta)
 
 
+@pytest.mark.crosspath
 def test_dask_evaluation_of_a_moved_sheet_file(moved_sheet):
     tmp, model = moved_sheet
     a = evaluate(tmp / "a.npz", model, chunk=64, scheduler="synchronous")
