@@ -10,12 +10,14 @@ pixel spacing and units, label scaling, subnet spec, training description and
 versions. The evaluator derives the halo (``c``) and the tiling from that
 file alone; no Python class of ours is needed to run the network.
 
-Loading reads and validates ``ednn.json`` straight from the zip archive
-before touching the network, refuses files without it, and never runs the
-general pickle unpickler: TorchScript archives are read by TorchScript's own
-restricted loader and ``torch.export`` archives with
-``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` set, so weight blobs go through torch's
-weights-only unpickler.
+Loading reads the file once and works on those bytes only. It reads and
+validates ``ednn.json`` straight from the zip archive, refuses files without
+it, and checks every member of the archive against what :func:`save_model`
+writes before torch sees the archive (:mod:`._safety`): no member that torch
+would unpickle with the general unpickler, compile into code that runs on
+load, or ``eval``/``exec`` gets through, so a model file cannot run code.
+After loading, the network's graph is checked against the same list of ops
+and its input tile shape against the metadata (:func:`_check_tile_shape`).
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ import torch
 
 from .. import __version__, _json, config
 from ..nn import EDNN
+from . import _safety
 
 __all__ = ["ModelFileError", "LoadedModel", "save_model", "load_model", "read_metadata", "update_metadata", "FORMAT"]
 
@@ -40,6 +43,7 @@ FORMAT = "ednn-dask-model"
 FORMAT_VERSION = 1
 _META_NAME = "ednn.json"
 _REQUIRED = ("focus", "context", "ndim", "channels", "target")
+_FORMATS = ("torch.export", "torchscript")
 
 Source = Union[str, os.PathLike, bytes, io.BytesIO]
 
@@ -181,6 +185,24 @@ def _open_zip(source: Source) -> zipfile.ZipFile:
     return zipfile.ZipFile(source)
 
 
+def _source_name(source: Source) -> str:
+    return "<bytes>" if isinstance(source, (bytes, bytearray, io.BytesIO)) else str(source)
+
+
+def _read_bytes(source: Source, name: str) -> bytes:
+    """The whole file, read once: what is checked is what torch loads."""
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source)
+    if isinstance(source, io.BytesIO):
+        return source.getvalue()
+    try:
+        return Path(source).read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(f"model file not found: {name}") from None
+    except OSError as exc:
+        raise ModelFileError(f"{name} is not a readable model archive ({exc})") from None
+
+
 def read_metadata(source: Source) -> dict[str, Any]:
     """Read and validate the metadata of a model file without loading the network.
 
@@ -188,9 +210,12 @@ def read_metadata(source: Source) -> dict[str, Any]:
     ------
     ModelFileError
         If the file is missing, not a model archive, or has no valid
-        ``ednn.json``.
+        ``ednn.json`` (including values that contradict each other).
     """
-    name = "<bytes>" if isinstance(source, (bytes, bytearray, io.BytesIO)) else str(source)
+    return _read_metadata(source, _source_name(source))
+
+
+def _read_metadata(source: Source, name: str, tile_shape: bool = True) -> dict[str, Any]:
     try:
         with _open_zip(source) as zf:
             entries = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == _META_NAME]
@@ -216,7 +241,39 @@ def read_metadata(source: Source) -> dict[str, Any]:
             f"{name} uses model format {meta['format_version']}, newer than this ednn-dask "
             f"({FORMAT_VERSION}); upgrade ednn-dask"
         )
+    _check_metadata_values(meta, name)
+    if tile_shape:
+        _check_metadata_tile(meta, name)
     return meta
+
+
+def _check_metadata_values(meta: dict[str, Any], name: str) -> None:
+    """Focus, context, ndim, channels are whole numbers; the format is one we write.
+
+    The evaluator tiles fields with these numbers alone, so a wrong one gives
+    a wrong total, not an error; refuse it here.
+    """
+    for key, low in (("focus", 1), ("context", 0), ("ndim", 1), ("channels", 1)):
+        value = meta[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ModelFileError(f"{name}: model metadata {key} must be an integer >= {low}, got {value!r}")
+    if meta.get("exported_as") not in _FORMATS:  # it picks the loader: never guess
+        raise ModelFileError(f"{name}: model metadata exported_as must be one of {', '.join(_FORMATS)}")
+
+
+def _check_metadata_tile(meta: dict[str, Any], name: str) -> None:
+    """``tile_shape``, where present, is the one focus, context, ndim and channels give."""
+    expected = _meta_tile_shape(meta)
+    if "tile_shape" in meta and meta["tile_shape"] != expected:
+        raise ModelFileError(
+            f"{name}: model metadata contradicts itself: tile_shape {meta['tile_shape']} but "
+            f"focus {meta['focus']}, context {meta['context']}, {meta['channels']} channel(s) give {expected}"
+        )
+
+
+def _meta_tile_shape(meta: dict[str, Any]) -> list[int]:
+    """``[channels, f + 2c, ...]``: the tile the metadata promises the program takes."""
+    return [meta["channels"], *[meta["focus"] + 2 * meta["context"]] * meta["ndim"]]
 
 
 @dataclass
@@ -328,24 +385,100 @@ def load_model(source: Source, tile_batch: int | None = None) -> LoadedModel:
     Returns
     -------
     LoadedModel
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing or corrupt, holds anything our own model files
+        do not (``refusing to load: ...``), or its metadata contradicts
+        itself or the program's input tile shape.
     """
-    meta = read_metadata(source)
-    name = "<bytes>" if isinstance(source, (bytes, bytearray, io.BytesIO)) else str(source)
-    data = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else source
-    if isinstance(data, io.BytesIO):
-        data.seek(0)
+    name = _source_name(source)
+    data = _read_bytes(source, name)
+    meta = _read_metadata(data, name, tile_shape=False)  # the program's shape is checked first, below
+    fmt = meta["exported_as"]
     try:
-        if meta.get("exported_as") == "torch.export":
-            with _weights_only_env():
-                program = torch.export.load(data)
-            net = _InferenceOnly(program.module())
-        else:
-            with _quiet_jit():
-                net = torch.jit.load(data if isinstance(data, io.BytesIO) else str(data), map_location="cpu")
-    except Exception as exc:  # corrupt archives raise many different types
-        raise ModelFileError(f"{name}: could not load the network ({type(exc).__name__}: {exc})") from None
+        records = _safety.check_archive(data, fmt)
+    except _safety.UnsafeArchive as exc:
+        raise ModelFileError(f"{name}: refusing to load: {exc}") from None
+    except _safety.BrokenArchive as exc:
+        raise ModelFileError(f"{name}: could not load the network ({exc})") from None
+    net, program_shape = _load_network(data, fmt, records, name)
+    _check_tile_shape(net, meta, program_shape, name)
+    _check_metadata_tile(meta, name)
     ednn = EDNN(net, meta["focus"], meta["context"], ndim=meta["ndim"], tile_batch=tile_batch)
     return LoadedModel(ednn=ednn, metadata=meta, source=name)
+
+
+def _load_network(
+    data: bytes, fmt: str, records: "_safety.Records", name: str
+) -> tuple[torch.nn.Module, tuple | None]:
+    """Load a checked archive; check its graph; return it and its input tile shape.
+
+    The shape is ``(C, *t)`` without the batch axis, or ``None`` where the
+    archive does not record it (then the trial call of
+    :func:`_check_tile_shape` decides alone).
+    """
+    try:
+        if fmt == "torch.export":
+            with _weights_only_env():
+                program = torch.export.load(io.BytesIO(data))
+            _safety.check_program_ops(program)  # before module(): nothing of the graph has run
+            net, shape = _InferenceOnly(program.module()), _program_tile_shape(program)
+        else:
+            with _quiet_jit():
+                net = torch.jit.load(io.BytesIO(data), map_location="cpu")
+            _safety.check_script_ops(net)
+            shape = _safety.traced_input_shape(records)
+            shape = shape[1:] if shape else None
+    except _safety.UnsafeArchive as exc:
+        raise ModelFileError(f"{name}: refusing to load: {exc}") from None
+    except Exception as exc:  # corrupt archives raise many different types
+        raise ModelFileError(f"{name}: could not load the network ({type(exc).__name__}: {exc})") from None
+    return net, shape
+
+
+def _program_tile_shape(program) -> tuple | None:
+    """``(C, *t)`` of the exported program's one user input (from its placeholder)."""
+    users = set(program.graph_signature.user_inputs)
+    shapes = [getattr(n.meta.get("val"), "shape", None) for n in program.graph.nodes
+              if n.op == "placeholder" and n.name in users]
+    if len(shapes) != 1 or shapes[0] is None:
+        return None
+    return tuple(int(d) if isinstance(d, int) else str(d) for d in shapes[0][1:])
+
+
+def _check_tile_shape(net: torch.nn.Module, meta: dict[str, Any], program_shape: tuple | None, name: str) -> None:
+    """The program must take exactly the tiles the metadata describes.
+
+    Compares the recorded input shape and makes one trial call on two zero
+    tiles (cheap: one tile network call), which must give one value per tile.
+    """
+    expected = tuple(_meta_tile_shape(meta))
+    says = (
+        f"model metadata says focus {meta['focus']}, context {meta['context']}, "
+        f"{meta['channels']} channel(s) (tile {meta['focus'] + 2 * meta['context']} px)"
+    )
+    if program_shape is not None and tuple(program_shape) != expected:
+        raise ModelFileError(f"{name}: {says} but the program takes {_describe_tiles(program_shape)}")
+    try:
+        with torch.no_grad():
+            out = net(torch.zeros(2, *expected))
+        ok = tuple(out.shape) == (2,)
+    except Exception as exc:  # a shape mismatch inside the network
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
+        raise ModelFileError(
+            f"{name}: {says} but the program fails on such tiles ({type(exc).__name__}: {first})"
+        ) from None
+    if not ok:
+        raise ModelFileError(f"{name}: {says} but the program maps 2 such tiles to shape {list(out.shape)}, not [2]")
+
+
+def _describe_tiles(shape: tuple) -> str:
+    spatial = shape[1:]
+    if len(set(spatial)) == 1:
+        return f"{spatial[0]}-px tiles with {shape[0]} channel(s)"
+    return f"tiles of shape {list(shape)}"
 
 
 class _InferenceOnly(torch.nn.Module):

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-__all__ = ["DenseSubnet", "ConvSubnet", "build_subnet", "PAPER_CONV_LAYERS"]
+__all__ = ["DenseSubnet", "ConvSubnet", "build_subnet", "PAPER_CONV_LAYERS", "ACTIVATIONS"]
 
 #: The paper's 13 convolutions (Chem. Sci. 2019, §2.1) as (filters, kernel, stride):
 #: 2 reducing 3×3/2 with 64 filters, 6 non-reducing 4×4 with 16, one 3×3/2
@@ -257,9 +257,12 @@ def build_subnet(spec: dict[str, Any]) -> nn.Module:
     raise ValueError(f"unknown subnet type {kind!r}")
 
 
+#: activations a subnet may use (model loading allows exactly the ops they export to)
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
+
+
 def _activation(name: str):
-    table = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
     try:
-        return table[name]
+        return ACTIVATIONS[name]
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; choose from {sorted(table)}") from None
+        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}") from None

@@ -199,6 +199,16 @@ class IsingDataset:
 
     @classmethod
     def load(cls, path) -> "IsingDataset":
-        """Read a dataset written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as d:
-            return cls(spins=d["spins"], energies=d["energies"], temperatures=d["temperatures"])
+        """Read a dataset written by :meth:`save`.
+
+        Raises
+        ------
+        ValueError
+            If the file is not such a dataset, including object arrays:
+            ``allow_pickle=False`` keeps a data file from running code.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as d:
+                return cls(spins=d["spins"], energies=d["energies"], temperatures=d["temperatures"])
+        except (KeyError, ValueError, EOFError) as exc:
+            raise ValueError(f"{path} is not an ednn-dask Ising dataset .npz ({exc})") from None

@@ -227,7 +227,7 @@ def _train(model, fields, energies, config, checkpoint, resume, n_sites, augment
     history: list[dict[str, float]] = []
     start = 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, weights_only=True, map_location=device)
+        state = _load_checkpoint(checkpoint, device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -381,6 +381,25 @@ def _tile_feature_sums(model: EDNN, layer, fields: torch.Tensor, index: np.ndarr
         handle.remove()
         model.halo_sharing = shared
     return torch.cat(rows)
+
+
+def _load_checkpoint(path: str | os.PathLike, device: torch.device) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`_save_checkpoint`.
+
+    ``weights_only=True`` (torch's restricted unpickler: tensors, containers,
+    numbers) keeps a checkpoint from running code; anything else in it is
+    refused with a ``ValueError`` naming the file.
+    """
+    import pickle
+
+    try:
+        state = torch.load(path, weights_only=True, map_location=device)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"cannot resume from {path}: not a checkpoint ednn-dask wrote ({first})") from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "epoch", "history"} <= set(state):
+        raise ValueError(f"cannot resume from {path}: not a checkpoint ednn-dask wrote (missing entries)")
+    return state
 
 
 def _save_checkpoint(path, model, opt, sched, epoch, history, config) -> None:
