@@ -11,7 +11,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -30,9 +30,9 @@ class Source:
         ``(C, H, W)`` float pixels.
     attrs : dict
         ``spacing`` (Å, ``[h_y, h_x]``), ``n_atoms``, registration, ...
-    fingerprint : str
-        sha256 identifying the content (file bytes, Zarr chunk listing, or
-        the array's Dask token).
+    identify : callable
+        Returns the sha256 identifying the content (file bytes, Zarr chunk
+        listing, or the array's Dask token); see :attr:`fingerprint`.
     path : str or None
         The file or store read, if any.
     atoms : AtomsRef or None
@@ -41,11 +41,18 @@ class Source:
 
     array: Any
     attrs: dict[str, Any]
-    fingerprint: str
+    identify: Callable[[], str]
     path: str | None = None
     atoms: Any = None
     kind: str = "array"
-    extra: dict[str, Any] = field(default_factory=dict)
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 identifying the content, computed on first use (only runs that write ``--out`` need it)."""
+        if self._fingerprint is None:
+            self._fingerprint = self.identify()
+        return self._fingerprint
 
 
 def aligned_chunks(size: int, focus: int, context: int, target: int) -> tuple[int, ...]:
@@ -173,8 +180,8 @@ def open_raster_source(source) -> Source:
                         meta=np.empty((0,) * len(shape), dtype))
     if arr.ndim == 2:
         arr = arr[None]
-    digest = hashlib.sha256(repr(_chunk_listing(Path(path))).encode()).hexdigest()
-    return Source(arr, attrs, digest, path=path, kind="raster")
+    return Source(arr, attrs, lambda: hashlib.sha256(repr(_chunk_listing(Path(path))).encode()).hexdigest(),
+                  path=path, kind="raster")
 
 
 # ---------------------------------------------------------------- model checks
@@ -260,7 +267,7 @@ def atoms_source(path, meta: dict, target: int, unit: int) -> Source:
     attrs = {"spacing": list(spacing), "n_atoms": int(atoms.numbers.size), "cell": list(atoms.lengths_xy)}
     if lattice:
         attrs.update(lattice=dict(lattice), **reg.as_attrs())
-    return Source(arr, attrs, _file_digest(str(path)), path=str(path), atoms=ref, kind="atoms")
+    return Source(arr, attrs, lambda: _file_digest(str(path)), path=str(path), atoms=ref, kind="atoms")
 
 
 def array_source(data, meta: dict) -> Source:
@@ -272,7 +279,7 @@ def array_source(data, meta: dict) -> Source:
     if arr.ndim != 3 or 0 in arr.shape:
         raise EvaluationError(f"raster must be a non-empty (channel, y, x) array, got shape {arr.shape}")
     attrs = {"spacing": meta.get("pixel_spacing", {}).get("value")}
-    return Source(arr, attrs, hashlib.sha256(arr.name.encode()).hexdigest())
+    return Source(arr, attrs, lambda: hashlib.sha256(arr.name.encode()).hexdigest())
 
 
 def open_source(source, meta: dict, target: int, unit: int) -> Source:
