@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..nn import EDNN, TileNet
-from ..tiles import n_tiles
+from ..tiles import n_tiles, tile_field
 from .metrics import error_metrics
 
 __all__ = ["TrainConfig", "fit_focus_baseline", "fit_label_scaling", "train", "predict_batched", "refit_readout", "split_indices"]
@@ -367,19 +367,22 @@ def _tile_feature_sums(model: EDNN, layer, fields: torch.Tensor, index: np.ndarr
     captured: list[torch.Tensor] = []
     handle = layer.register_forward_pre_hook(lambda mod, inp: captured.append(inp[0].detach()))
     ntile = n_tiles(fields.shape[2:], model.focus)
-    shared, model.halo_sharing = model.halo_sharing, False  # the hook needs the per-tile head
+    step = model.tile_batch or ntile
     try:
         rows = []
         for i in range(0, len(index), batch_size):
             captured.clear()
             chunk = fields[torch.from_numpy(index[i : i + batch_size]).to(fields.device)]
-            model(chunk)
-            # inference pads tile batches to a fixed size: keep the real tiles, which come first
-            phi = torch.cat(captured)[: chunk.shape[0] * ntile].double().reshape(chunk.shape[0], ntile, -1).sum(1)
+            # the real tiles in field order, straight through the tile network (inference would pad
+            # and reorder them into fixed batch slots)
+            tiles = tile_field(chunk, model.focus, model.context, model.ndim)
+            flat = tiles.reshape(-1, *tiles.shape[1 + model.ndim :])
+            for j in range(0, flat.shape[0], step):
+                model.tile_net(flat[j : j + step])
+            phi = torch.cat(captured).double().reshape(chunk.shape[0], ntile, -1).sum(1)
             rows.append(phi.cpu())
     finally:
         handle.remove()
-        model.halo_sharing = shared
     return torch.cat(rows)
 
 
