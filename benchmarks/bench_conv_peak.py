@@ -8,8 +8,8 @@ stack alone, and the whole subnet (stack + dense head run as a strided
 convolution) — with FLOPs counted from the layer shapes (2 per multiply-add),
 timed in the default NCHW layout and in channels_last. ``--subnet sheet`` is
 the bundled sheet models' VALID stack and head (``SHEET_LAYERS``, dense 128,
-f=8, c=24; ``--focus 40`` for the session-2 tiling); ``--subnet paper`` the
-paper-size reference of issue 6: the paper's 13 convolutions in VALID form
+f=8, c=24; ``--focus 40`` for a 40-px focus); ``--subnet paper`` the
+paper-size reference: the paper's 13 convolutions in VALID form
 without the last two 3×3 convs, dense 1024, f=64, c=32 (final tile map 32×2×2).
 """
 from __future__ import annotations

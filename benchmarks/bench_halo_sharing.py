@@ -4,7 +4,7 @@
 
 Evaluates one random (size × size) 3-channel raster with the sheet
 architecture (VALID CNN; default f = 8, c = 24 as in the bundled models;
-``--focus 40`` for the session-2 tiling), both ways, in one run; prints the
+``--focus 40`` for a 40-px focus), both ways, in one run; prints the
 median times, the ratio, and the largest relative difference of the totals.
 """
 from __future__ import annotations

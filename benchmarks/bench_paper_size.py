@@ -2,7 +2,7 @@
 
     python benchmarks/bench_paper_size.py [--pixels 1e8] [--workers 2] [--per-tile] [--random-raster]
 
-The paper-size reference of issue 6: the paper's 13 convolutions in VALID form
+The paper-size reference: the paper's 13 convolutions in VALID form
 without the last two 3×3 convs (final tile map 32×2×2) and its 1024-wide dense
 head, f = 64, c = 32, one carbon channel at the bundled models' pixel spacing.
 Weights are random (timing only). By default a square porous graphene sheet of

@@ -3,7 +3,7 @@
 Each measurement starts its own cluster — a ``LocalCluster`` of ``n`` worker
 processes × 1 thread, or ``n`` batch jobs of a dask-jobqueue profile — warms it
 up on a small sheet (worker start-up and model loading are not evaluation
-time), then times one :func:`ednn_dask.evaluate` of a porous graphene sheet
+time), then times one :func:`ednn_dask.evaluate.evaluate` of a porous graphene sheet
 rasterized on the fly.
 """
 from __future__ import annotations

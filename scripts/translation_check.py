@@ -6,7 +6,7 @@
 Each of the first ``n`` cells of ``TEST.zarr`` is moved by every shift (Å, x,y), wrapped into its cell and
 predicted with :func:`ednn_dask.train.sheets.predict_structures` (which registers the atoms when the model
 declares ``input.lattice``); prints the per-atom MAE per shift. ``--force-register`` registers the atoms onto
-the honeycomb even for a model that does not declare it (how the session-6 model was checked).
+the honeycomb even for a model that does not declare it (models trained on unregistered cells).
 ``--mirrors`` also predicts the cells mirrored in x, in y and in both (the energy is the same): the y-mirror is
 not among the training transforms of a lattice-trained model (see ``LatticeSymmetries``), so it tests
 generalisation.

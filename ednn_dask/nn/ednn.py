@@ -252,7 +252,7 @@ class EDNN(nn.Module):
         bitwise equal on any one machine.
 
         Blocks whose tile counts are multiples of ``p`` fill every slot; others
-        run some zero tiles (a block of one tile runs one batch, as before).
+        run some zero tiles (a block of a single tile runs one batch).
         """
         n = flat.shape[0]
         pattern = slot_pattern(step, self.ndim)

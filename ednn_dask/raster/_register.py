@@ -5,9 +5,9 @@ relative to the pixel grid that it saw in training*. All training cells are
 built on one honeycomb lattice with a fixed origin (thermal displacements
 average out), so the network never sees the same sheet shifted by a fraction
 of a bond: translated by 0.1 Å, a held-out cell is off by ~66 meV/atom
-(session 8, ``docs/sheets.md``). The energy itself is translation invariant,
-so the cure is exact: translate every structure so that its lattice has the
-training origin before rasterizing it.
+without registration (``docs/sheets.md``, "Lattice registration"). The energy
+itself is translation invariant, so the cure is exact: translate every
+structure so that its lattice has the training origin before rasterizing it.
 
 The lattice origin is read from the structure factor at the two shortest
 reciprocal vectors ``b1``, ``b2`` of the triangular Bravais lattice
@@ -21,10 +21,11 @@ A translation cannot undo a mirror y (or a 180° rotation): it swaps the two
 sublattices. For graphene that changes nothing, but the training cells of the
 sheet models always carry B on the origin's sublattice (A) and N on the other
 (B), so an hBN cell built the other way round (N at the origin, as other tools
-may do) would be a chemistry the network never saw: the session-9 models were
-off by ~200 meV/atom on y-mirrored held-out cells. Registration therefore also
-fixes the orientation (exact, the energy is mirror invariant): with sublattice
-signs ``s = +1`` (A) / ``-1`` (B) and weights ``Z - 6`` (B -1, C 0, N +1), a sheet
+may do) would be a chemistry the network never saw: without the mirror a
+lattice-trained hexagonal network is off by ~200 meV/atom on y-mirrored
+held-out cells (``docs/sheets.md``). Registration therefore also fixes the
+orientation (exact, the energy is mirror invariant): with sublattice signs
+``s = +1`` (A) / ``-1`` (B) and weights ``Z - 6`` (B -1, C 0, N +1), a sheet
 with ``D = sum (Z - 6) s > 0`` is mirrored in y before it is translated. Pure
 carbon has ``D = 0`` and is never mirrored.
 """

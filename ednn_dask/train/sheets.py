@@ -219,7 +219,7 @@ def _supercell_structures(n_per_size: int, sizes, seed: int, alloys: bool = Fals
 
 
 def evaluate_sheet_model(model, test_path: str | Path, supercells: bool = True, seed: int = 777) -> dict[str, Any]:
-    """Held-out per-atom errors and supercell transfer (meV/atom), as in the issue's targets."""
+    """Held-out per-atom errors and supercell transfer (meV/atom), the accuracy figures of ``docs/sheets.md``."""
     test = open_dataset(test_path, model.metadata["input"]["species"])
     fields = torch.from_numpy(test["rasters"])
     pred = model.predict(fields).numpy()
