@@ -87,7 +87,7 @@ node01
      np = 16
      properties = batch
      ntype = cluster
-     status = opsys=linux,uname=Linux node01 3.10.0 #1 SMP x86_64,sessions=0,nsessions=0,nusers=0,idletime=1234,\
+     status = opsys=linux,uname=Linux node01 3.10.0 #1 SMP x86_64,nusers=0,idletime=1234,\
 totmem=70000000kb,availmem=68000000kb,physmem=65808000kb,ncpus=16,loadave=0.00,gres=,netload=123,state=free,\
 varattr= ,rectime=1700000000
      mom_service_port = 15002
