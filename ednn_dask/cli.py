@@ -116,32 +116,31 @@ def _cmd_predict(args) -> int:
 
 def read_structures(path: str) -> list:
     """All frames of an ASE-readable file; one clear error for missing, unreadable or empty files."""
-    import ase.io
+    from .raster import StructureError
+    from .systems.files import read_frames
 
-    if not Path(path).exists():
-        raise UserError(f"structure file not found: {path}")
-    if Path(path).is_file() and Path(path).stat().st_size == 0:
-        raise UserError(f"structure file is empty: {path}")
     try:
-        frames = ase.io.read(path, index=":")
-    except Exception as exc:  # ASE raises many types for unreadable files
-        raise UserError(f"cannot read structures from {path} ({type(exc).__name__}: {exc})") from None
-    if not frames:
-        raise UserError(f"no structures in {path}")
-    return frames
+        return read_frames(path)
+    except StructureError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _predict_structures(model, args) -> int:
-    from .raster import StructureError, grid_for_atoms
+    from .raster import SheetWarning, StructureError, grid_for_atoms
     from .tiles import check_tiling
     from .train.sheets import predict_structures
 
     frames = read_structures(args.input)
     f = model.metadata["focus"]
     spacing = model.metadata["pixel_spacing"]["value"]
+    lattice = model.metadata["input"].get("lattice")
+    flagged = []  # (structure, warning) of structures that are sheets but off the models' plane
     for k, atoms in enumerate(frames):
         try:
-            grid = grid_for_atoms(atoms, spacing)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", SheetWarning)
+                grid = grid_for_atoms(atoms, spacing, lattice=lattice)
+            flagged += [(k, w.message) for w in caught if issubclass(w.category, SheetWarning)]
             check_tiling(grid.shape, f, 0)
         except StructureError as exc:
             raise UserError(f"structure {k}: {exc}") from None
@@ -151,8 +150,13 @@ def _predict_structures(model, args) -> int:
                 f"structure {k}: cell {Lx:.4g} x {Ly:.4g} Å is {grid.shape[1]} x {grid.shape[0]} pixels, "
                 f"not a whole number of {f}-pixel focus regions ({f * spacing[1]:.4g} x {f * spacing[0]:.4g} Å)"
             ) from None
+    if flagged:
+        more = f" (and {len(flagged) - 1} more of {len(frames)} structures)" if len(flagged) > 1 else ""
+        print(f"ednn-dask: warning: structure {flagged[0][0]}: {flagged[0][1]}{more}", file=sys.stderr)
     try:
-        energies = predict_structures(model, frames)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SheetWarning)  # reported above, once
+            energies = predict_structures(model, frames)
     except StructureError as exc:
         raise UserError(str(exc)) from None
     natoms = np.array([len(a) for a in frames])

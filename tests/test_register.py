@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import zarr
+from ase import Atoms
 
 from ednn_dask.data.sheets import SHEET_SPACING, SPECIES
 from ednn_dask.evaluate import evaluate
@@ -113,9 +114,15 @@ def test_lattice_symmetries_keep_registered_rasters_registered():
 def test_atoms_off_the_lattice_are_refused():
     rng = np.random.default_rng(0)
     cell = S.hexagonal_sheet()
-    cell.positions[:, :2] = rng.uniform(0, 1, (len(cell), 2)) * cell.cell.lengths()[:2]
+    # atoms scattered at random, but no closer than a bond (closer pairs are refused as overlaps first)
+    grid = np.stack(np.meshgrid(np.arange(8) * 12.5 / 8, np.arange(8) * 12.990381 / 8, indexing="ij"), -1)
+    cell = Atoms("C64", positions=np.column_stack([grid.reshape(-1, 2) + rng.uniform(-0.1, 0.1, (64, 2)),
+                                                   np.zeros(64)]), cell=cell.cell, pbc=True)
     with pytest.raises(StructureError, match="not a honeycomb sheet with a = 2.5"):
         raster_from_atoms(cell, SHEET_SPACING, SPECIES, lattice=HONEYCOMB)
+    # a honeycomb at another lattice constant whose cell happens to be whole pixels: the message names it
+    with pytest.raises(StructureError, match=r"not a honeycomb sheet with a = 2.5 .*bonds are 1.501 Å long \(a = 2.6"):
+        raster_from_atoms(S.hexagonal_sheet(25, 5, a=2.6), SHEET_SPACING, SPECIES, lattice=HONEYCOMB)
 
 
 @pytest.mark.crosspath

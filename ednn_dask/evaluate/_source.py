@@ -231,7 +231,6 @@ def atoms_source(path, meta: dict, target: int, unit: int) -> Source:
     import dask.array as da
 
     from ..raster import StructureError
-    from ..raster._gaussian import RasterGrid
     from ..systems.large import load_atoms
     from ._worker import AtomsRef, raster_block
 
@@ -241,7 +240,7 @@ def atoms_source(path, meta: dict, target: int, unit: int) -> Source:
     spacing = meta["pixel_spacing"]["value"]
     try:
         atoms = load_atoms(path)
-        grid = RasterGrid.for_cell(atoms.lengths_xy, spacing)
+        grid = atoms.grid(spacing, lattice=inp.get("lattice"))
     except (StructureError, ValueError) as exc:
         raise EvaluationError(str(exc)) from None
     from ase.data import chemical_symbols

@@ -1,5 +1,6 @@
 """The rasterizer: atoms -> Gaussian images on periodic pixel grids."""
-from ._atoms import CHANNEL_MODES, StructureError, grid_for_atoms, raster_from_atoms
+from ._atoms import CHANNEL_MODES, check_sheet_atoms, grid_for_atoms, raster_from_atoms
+from ._checks import SheetWarning, StructureError, check_sheet
 from ._gaussian import CUTOFF_SIGMAS, GAMMA, RasterGrid, rasterize
 
 __all__ = [
@@ -7,7 +8,10 @@ __all__ = [
     "CUTOFF_SIGMAS",
     "GAMMA",
     "RasterGrid",
+    "SheetWarning",
     "StructureError",
+    "check_sheet",
+    "check_sheet_atoms",
     "grid_for_atoms",
     "raster_from_atoms",
     "rasterize",

@@ -6,49 +6,73 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
+from ._checks import StructureError, check_lengths, check_sheet, sheet_grid
 from ._gaussian import GAMMA, RasterGrid, rasterize
 
-__all__ = ["StructureError", "check_sheet_cell", "grid_for_atoms", "raster_from_atoms", "CHANNEL_MODES"]
+__all__ = ["StructureError", "check_sheet_cell", "check_sheet_atoms", "grid_for_atoms", "raster_from_atoms",
+           "CHANNEL_MODES"]
 
 #: "species": one channel per element, peaks of height Z;
 #: "z": the paper's single channel, sum over atoms of Z-weighted Gaussians.
 CHANNEL_MODES = ("species", "z")
 
 
-class StructureError(ValueError):
-    """A structure that the rasterizer or a model cannot represent."""
+def check_sheet_cell(atoms: Atoms, what: str | None = None) -> np.ndarray:
+    """Refuse empty structures and cells that are not finite, periodic in x, y or orthorhombic; return the cell.
 
-
-def check_sheet_cell(atoms: Atoms) -> np.ndarray:
-    """Refuse empty structures and cells that are not periodic in x, y or not orthorhombic; return the cell."""
+    In-plane lengths must be positive (:func:`~ednn_dask.raster._checks.check_lengths`); ``what`` names
+    the structure in the message.
+    """
     if len(atoms) == 0:
         raise StructureError("structure has no atoms")
     if not (atoms.pbc[0] and atoms.pbc[1]):
         raise StructureError(f"cell must be periodic in x and y (pbc={atoms.pbc.tolist()})")
     cell = np.asarray(atoms.cell)
+    if not np.isfinite(cell).all():
+        raise StructureError(f"cell contains NaN or infinite values: {cell.tolist()}")
     off = [cell[0, 1], cell[0, 2], cell[1, 0], cell[1, 2], cell[2, 0], cell[2, 1]]
     if np.max(np.abs(off)) > 1e-6 * max(1.0, np.abs(cell).max()):
         raise StructureError(
-            "cell is not orthorhombic (the rasterizer needs a cell with axes along x, y, z); "
+            "cell is not orthorhombic (the rasterizer needs a cell with axes along x, y, z; a hexagonal cell "
+            "becomes one with ase.build.make_supercell(atoms, [[1, 0, 0], [1, 2, 0], [0, 0, 1]])); "
             f"cell = {cell.round(4).tolist()}"
         )
+    check_lengths((cell[0, 0], cell[1, 1]), what)
     return cell
 
 
-def grid_for_atoms(atoms: Atoms, spacing_yx: Sequence[float], tolerance: float = 1e-3) -> RasterGrid:
-    """Pixel grid of a periodic orthorhombic sheet at a fixed spacing.
+def check_sheet_atoms(atoms: Atoms, what: str | None = None) -> np.ndarray:
+    """:func:`check_sheet_cell`, then :func:`~ednn_dask.raster._checks.check_sheet` on the atoms; return the cell.
+
+    Raises :class:`StructureError` for what is not a physical sheet and warns
+    (:class:`~ednn_dask.raster._checks.SheetWarning`) when atoms leave the plane.
+    """
+    cell = check_sheet_cell(atoms, what)
+    pos = atoms.positions
+    z_period = float(cell[2, 2]) if atoms.pbc[2] and cell[2, 2] > 0 else None
+    check_sheet(pos, atoms.numbers, (cell[0, 0], cell[1, 1]), z=pos[:, 2], z_period=z_period, what=what)
+    return cell
+
+
+def grid_for_atoms(atoms: Atoms, spacing_yx: Sequence[float], tolerance: float = 1e-3,
+                   lattice: dict | None = None) -> RasterGrid:
+    """Pixel grid of a periodic orthorhombic sheet at a fixed spacing, after :func:`check_sheet_atoms`.
+
+    Parameters
+    ----------
+    lattice : dict, optional
+        A model's ``metadata["input"]["lattice"]``: a cell that is not a whole
+        number of pixels is then explained in terms of that lattice (e.g. the
+        sheet's own lattice constant).
 
     Raises
     ------
     StructureError
-        If the cell is not periodic in x and y, not orthorhombic in-plane, or
-        not an integer number of pixels (within ``tolerance`` pixels).
+        If the structure is not a physical sheet (:func:`check_sheet_atoms`),
+        or its cell not an integer number of pixels (within ``tolerance`` pixels).
     """
-    cell = check_sheet_cell(atoms)
-    try:
-        return RasterGrid.for_cell((cell[0, 0], cell[1, 1]), spacing_yx, tolerance)
-    except ValueError as exc:
-        raise StructureError(str(exc)) from None
+    cell = check_sheet_atoms(atoms)
+    return sheet_grid((cell[0, 0], cell[1, 1]), spacing_yx, tolerance, lattice, atoms.positions)
 
 
 def raster_from_atoms(
@@ -65,7 +89,8 @@ def raster_from_atoms(
     Parameters
     ----------
     atoms : ase.Atoms
-        Periodic orthorhombic sheet (z ignored).
+        Periodic orthorhombic sheet (z ignored, but atoms out of the plane warn;
+        see :func:`check_sheet_atoms`).
     spacing_yx : (float, float)
         Pixel spacing ``(h_y, h_x)`` in Å.
     species : sequence of str
@@ -80,7 +105,7 @@ def raster_from_atoms(
     """
     if channels not in CHANNEL_MODES:
         raise ValueError(f"channels must be one of {CHANNEL_MODES}, got {channels!r}")
-    grid = grid_for_atoms(atoms, spacing_yx, tolerance)
+    grid = grid_for_atoms(atoms, spacing_yx, tolerance, lattice)
     symbols = np.array(atoms.get_chemical_symbols())
     unknown = sorted(set(symbols) - set(species))
     if unknown:

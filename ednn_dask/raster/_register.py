@@ -124,8 +124,12 @@ def sublattice_imbalance(xy: np.ndarray, numbers: np.ndarray, a: float, t: np.nd
     return float(w @ s)
 
 
-def registration(xy: np.ndarray, numbers: np.ndarray, lattice: dict, what: str = "structure") -> Registration:
+def registration(xy: np.ndarray, numbers: np.ndarray, lattice: dict, what: str = "structure",
+                 lengths_xy=None) -> Registration:
     """The move that puts ``xy`` on ``lattice`` (a ``HONEYCOMB``-like spec) at its origin and orientation.
+
+    ``lengths_xy`` (the periodic cell, Å), when given, lets the error name
+    the sheet's own lattice constant if it is not the model's.
 
     Raises
     ------
@@ -133,17 +137,18 @@ def registration(xy: np.ndarray, numbers: np.ndarray, lattice: dict, what: str =
         If the atoms are not on that lattice (wrong lattice constant or
         orientation, or no lattice at all).
     """
-    from ._atoms import StructureError
+    from ._checks import StructureError, lattice_hint
 
     if lattice.get("kind") != "honeycomb":
         raise ValueError(f"unknown lattice kind {lattice.get('kind')!r}")
     a = float(lattice["a"])
     t, order = honeycomb_offset(xy, a)
     if order < MIN_ORDER:
+        hint = lattice_hint(xy, lengths_xy, lattice, lead=False) if lengths_xy is not None else ""
         raise StructureError(
             f"{what} is not a honeycomb sheet with a = {lattice['a']} Å and a zigzag direction along "
             f"{lattice.get('zigzag_axis', 'x')} (lattice order {order:.2f}, ideal 0.50), the only sheets the model "
-            f"was trained on"
+            f"was trained on" + (f"; {hint}" if hint else "")
         )
     mirror = sublattice_imbalance(xy, numbers, a, t) > 0
     if mirror:
@@ -156,5 +161,5 @@ def register_honeycomb(xy: np.ndarray, numbers: np.ndarray, lengths_xy, lattice:
                        what: str = "structure") -> np.ndarray:
     """``xy`` (N, 2 or 3) moved onto ``lattice`` (see :func:`registration`), wrapped into the cell; z kept."""
     out = np.array(xy, dtype=np.float64)
-    out[:, :2] = registration(out, numbers, lattice, what).apply(out, lengths_xy)
+    out[:, :2] = registration(out, numbers, lattice, what, lengths_xy).apply(out, lengths_xy)
     return out

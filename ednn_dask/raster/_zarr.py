@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._atoms import StructureError
+from ._checks import StructureError, sheet_grid
 from ._gaussian import GAMMA, CUTOFF_SIGMAS, RasterGrid, rasterize
 from ._register import Registration, registration
 
@@ -44,7 +44,15 @@ class AtomsArrays:
 
     def registration(self, lattice: dict) -> Registration:
         """The :class:`~ednn_dask.raster._register.Registration` that puts these atoms on ``lattice``."""
-        return registration(self.positions, self.numbers, lattice, "the sheet")
+        return registration(self.positions, self.numbers, lattice, "the sheet", self.lengths_xy)
+
+    def grid(self, spacing_yx: Sequence[float], tolerance: float = 1e-3, lattice: dict | None = None) -> RasterGrid:
+        """The pixel grid of the cell at ``spacing_yx`` (Å); a model's ``lattice`` makes a misfit's error specific.
+
+        Raises :class:`StructureError` when the cell is not a whole number of
+        pixels (see :func:`~ednn_dask.raster._checks.sheet_grid`).
+        """
+        return sheet_grid(self.lengths_xy, spacing_yx, tolerance, lattice, self.positions)
 
     def bin(self, grid: RasterGrid, chunks, registration=None) -> "BinnedAtoms":
         """Sort atoms into bins of one output chunk each.
@@ -182,10 +190,7 @@ def rasterize_to_zarr(
     from .._outputs import OutputLock, check_output, store_kind
 
     out = check_output(out, RASTER_KIND, overwrite=overwrite)
-    try:
-        grid = RasterGrid.for_cell(atoms.lengths_xy, spacing_yx, tolerance)
-    except ValueError as exc:
-        raise StructureError(str(exc)) from None
+    grid = atoms.grid(spacing_yx, tolerance, lattice)
     present = {int(z) for z in np.unique(atoms.numbers)}
     known = {atomic_numbers[s]: s for s in species}
     unknown = sorted(present - set(known))

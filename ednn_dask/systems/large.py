@@ -131,9 +131,29 @@ def save_atoms_npz(atoms: AtomsArrays, path: str | os.PathLike, **extra) -> Path
     return path
 
 
-def load_atoms(path: str | os.PathLike) -> AtomsArrays:
-    """Atoms from our ``.npz`` or from any single-frame ASE-readable file."""
-    from ..raster import StructureError
+def load_atoms(path: str | os.PathLike, check: bool = True) -> AtomsArrays:
+    """Atoms from our ``.npz`` or from any single-frame ASE-readable file, checked to be a physical sheet.
+
+    Parameters
+    ----------
+    path : path
+        ``.npz`` (:func:`save_atoms_npz`; positions ``(N, 2)``, or ``(N, 3)``
+        whose z is checked and then dropped) or an ASE-readable file holding
+        one structure (a file with more is refused without parsing them all).
+    check : bool
+        Run :func:`~ednn_dask.raster.check_sheet` (refuses overlapping or
+        unbonded atoms, NaN, bad cells; warns about atoms out of the plane).
+        Workers that reload a file the client has checked pass False.
+
+    Raises
+    ------
+    StructureError
+        For anything the user can fix in the file, in one line.
+    """
+    from ..raster import StructureError, check_sheet, check_sheet_atoms
+    from ..raster._atoms import check_sheet_cell
+    from ..raster._checks import check_lengths
+    from .files import read_frames
 
     path = Path(path)
     if not path.exists():
@@ -141,16 +161,20 @@ def load_atoms(path: str | os.PathLike) -> AtomsArrays:
     if path.suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as d:
-                return AtomsArrays(d["positions"], d["numbers"], d["cell"][:2])
-        except (KeyError, ValueError, OSError) as exc:
-            raise StructureError(f"{path} is not an ednn-dask atoms .npz ({exc})") from None
-    import ase.io
-
-    from ..raster._atoms import check_sheet_cell
-
-    try:
-        atoms = ase.io.read(path)
-    except Exception as exc:
-        raise StructureError(f"cannot read a structure from {path} ({type(exc).__name__}: {exc})") from None
-    cell = check_sheet_cell(atoms)
-    return AtomsArrays(atoms.positions, atoms.numbers, (cell[0, 0], cell[1, 1]))
+                positions, numbers, cell = d["positions"], d["numbers"], np.asarray(d["cell"], np.float64)
+        except (KeyError, ValueError, OSError, EOFError, MemoryError) as exc:
+            raise StructureError(f"{path} is not an ednn-dask atoms .npz ({type(exc).__name__}: {exc})") from None
+        if positions.ndim != 2 or positions.shape[1] not in (2, 3) or numbers.shape != positions.shape[:1]:
+            raise StructureError(f"{path}: positions must be (N, 2) or (N, 3) and numbers (N,), got "
+                                 f"{positions.shape} and {numbers.shape}")
+        if cell.shape not in ((2,), (3,), (3, 3)):
+            raise StructureError(f"{path}: cell must hold [L_x, L_y] in Å, got shape {cell.shape}")
+        lengths = check_lengths(np.diag(cell) if cell.ndim == 2 else cell[:2], str(path))
+        atoms = AtomsArrays(positions, numbers, lengths)
+        if check:
+            check_sheet(atoms.positions, numbers, lengths, z=positions[:, 2] if positions.shape[1] == 3 else None,
+                        what=str(path))
+        return atoms
+    frame = read_frames(path, max_frames=1, takes="evaluate and rasterize take one")[0]
+    cell = check_sheet_atoms(frame, str(path)) if check else check_sheet_cell(frame, str(path))
+    return AtomsArrays(frame.positions, frame.numbers, (cell[0, 0], cell[1, 1]))
