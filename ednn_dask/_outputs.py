@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from . import __version__
+from .errors import EDNNError
 
 __all__ = ["OutputError", "MARKER", "marker", "store_kind", "check_output", "check_file_output", "remove_store",
            "OutputLock"]
@@ -27,7 +28,7 @@ __all__ = ["OutputError", "MARKER", "marker", "store_kind", "check_output", "che
 MARKER = "ednn_dask"
 
 
-class OutputError(ValueError):
+class OutputError(EDNNError, ValueError):
     """An output path that cannot be written or replaced safely (message is for users)."""
 
 

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
+from ..errors import EDNNError
 
 __all__ = ["ClusterError", "bundled_profiles", "read_profile", "use_profile"]
 
 
-class ClusterError(RuntimeError):
+class ClusterError(EDNNError, RuntimeError):
     """A cluster could not be configured, started or used (message is for users)."""
 
 

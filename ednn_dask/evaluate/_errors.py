@@ -1,10 +1,12 @@
 """Errors of the evaluator that a user can cause."""
 from __future__ import annotations
 
+from ..errors import EDNNError
+
 __all__ = ["EvaluationError"]
 
 
-class EvaluationError(ValueError):
+class EvaluationError(EDNNError, ValueError):
     """Input that cannot be evaluated (bad raster, spacing mismatch, unreadable chunk, ...).
 
     Raised before the computation starts where the input allows it, and by

@@ -36,6 +36,7 @@ import torch
 from .. import __version__, _json, config
 from ..nn import EDNN
 from . import _safety
+from ..errors import EDNNError
 
 __all__ = ["ModelFileError", "LoadedModel", "save_model", "load_model", "read_metadata", "update_metadata", "FORMAT"]
 
@@ -48,7 +49,7 @@ _FORMATS = ("torch.export", "torchscript")
 Source = Union[str, os.PathLike, bytes, io.BytesIO]
 
 
-class ModelFileError(ValueError):
+class ModelFileError(EDNNError, ValueError):
     """A model file is missing, unreadable or lacks valid EDNN metadata."""
 
 
@@ -297,6 +298,13 @@ class LoadedModel:
     @property
     def name(self) -> str:
         return str(self.metadata.get("name", Path(self.source).stem))
+
+    @property
+    def card(self):
+        """The model card (:class:`ednn_dask.models.card.ModelCard`) of this model's metadata."""
+        from .card import ModelCard
+
+        return ModelCard(self.metadata, self.source)
 
     def halo_shared(self, bf16: bool = False, window: int | None = None, channels_last: bool | None = None) -> EDNN:
         """An EDNN that evaluates whole chunks with halo sharing, rebuilt from the file.

@@ -47,7 +47,7 @@ from typing import Sequence
 import numpy as np
 
 from ._gaussian import RasterGrid
-from ..errors import EDNNWarning
+from ..errors import EDNNError, EDNNWarning
 
 __all__ = [
     "StructureError",
@@ -80,7 +80,7 @@ LATTICE_RTOL = 0.01
 _BLOCK = 1 << 22  # atoms per block of the O(N) passes: bounded temporaries for 35 M-atom sheets
 
 
-class StructureError(ValueError):
+class StructureError(EDNNError, ValueError):
     """A structure that the rasterizer or a model cannot represent."""
 
 

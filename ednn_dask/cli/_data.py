@@ -1,0 +1,117 @@
+"""``ednn-dask dataset``, ``make-sheet`` and ``rasterize``: data on disk."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+
+__all__ = ["add_commands"]
+
+
+def add_commands(sub, common) -> None:
+    """Register ``make-sheet``, ``rasterize`` and ``dataset ising|sheets`` on the subparsers ``sub``."""
+    mk = sub.add_parser("make-sheet", parents=[common], help="build a large sheet and store its atoms compactly (.npz)")
+    mk.add_argument("--kind", choices=["porous-graphene"], default="porous-graphene")
+    mk.add_argument("--size-um", type=float, default=0.1, help="edge of the square sheet in micrometres")
+    mk.add_argument("--temperature", type=float, default=1000.0, help="K, in-plane Einstein displacements")
+    mk.add_argument("--seed", type=int, default=0)
+    mk.add_argument("--out", required=True)
+    mk.set_defaults(func=_cmd_make_sheet)
+
+    ra = sub.add_parser("rasterize", parents=[common], help="rasterize a structure into a chunked Zarr v3 array (Dask)")
+    ra.add_argument("structure", help="atoms .npz (make-sheet) or any single-frame ASE-readable file")
+    ra.add_argument("output", help="output .zarr directory")
+    ra.add_argument("--model", help="take spacing, species, channels and lattice from this model "
+                    "(default: ednn.evaluate.model, the model `evaluate` uses, porous-graphene)")
+    ra.add_argument("--spacing", type=float, help="override: square pixels of this size in Å")
+    ra.add_argument("--chunk", type=int, default=1024, help="chunk edge in pixels")
+    ra.add_argument("--no-register", action="store_true",
+                    help="keep the atoms where they are (default: translate the sheet onto the honeycomb origin "
+                    "the sheet models were trained on, which leaves its energy unchanged)")
+    ra.add_argument("--overwrite", action="store_true", help="replace an output raster written by ednn-dask")
+    ra.add_argument("--quiet", action="store_true")
+    ra.set_defaults(func=_cmd_rasterize)
+
+    ds = sub.add_parser("dataset", help="generate a training dataset")
+    dss = ds.add_subparsers(dest="system", required=True)
+    di = dss.add_parser("ising", parents=[common], help="Swendsen-Wang Ising configurations with exact energies (.npz)")
+    di.add_argument("--n", type=int, default=100_000)
+    di.add_argument("--L", type=int, default=8)
+    di.add_argument("--seed", type=int, default=1)
+    di.add_argument("--out", required=True)
+    di.set_defaults(func=_cmd_dataset_ising)
+
+    dsh = dss.add_parser("sheets", parents=[common], help="sheet structures, rasters and Tersoff energies (Zarr v3)")
+    dsh.add_argument("--kind", choices=["hexagonal", "hexagonal-alloy", "porous-graphene"], default="hexagonal")
+    dsh.add_argument("--n", type=int, default=20000)
+    dsh.add_argument("--seed", type=int, default=1)
+    dsh.add_argument("--block", type=int, default=100, help="structures per resumable block")
+    dsh.add_argument("--workers", type=int, default=None)
+    dsh.add_argument("--quiet", action="store_true")
+    dsh.add_argument("--out", required=True, help="Zarr directory (an existing one is resumed)")
+    dsh.set_defaults(func=_cmd_dataset_sheets)
+
+
+def _cmd_dataset_ising(args) -> int:
+    from ..systems.ising import IsingDataset
+
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise InputError(f"--out must end in .npz, got {out}")
+    data = IsingDataset.generate(args.n, args.L, seed=args.seed)
+    tmp = out.with_name(f".{out.stem}.tmp.npz")
+    data.save(tmp)
+    os.replace(tmp, out)
+    print(f"wrote {args.n} {args.L}x{args.L} configurations to {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_dataset_sheets(args) -> int:
+    from ..data.sheets import generate_dataset
+
+    generate_dataset(args.out, args.kind, n=args.n, seed=args.seed, block=args.block, workers=args.workers,
+                     progress=not args.quiet)
+    print(f"dataset complete: {args.out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_make_sheet(args) -> int:
+    from ..systems.large import porous_graphene_arrays, save_atoms_npz
+
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise InputError(f"--out must end in .npz (compact atoms), got {out}")
+    if args.size_um <= 0:
+        raise InputError(f"--size-um must be positive, got {args.size_um}")
+    side = args.size_um * 1e4  # Å
+    atoms = porous_graphene_arrays((side, side), seed=args.seed, temperature=args.temperature)
+    save_atoms_npz(atoms, out, kind=args.kind, seed=args.seed)
+    Lx, Ly = atoms.lengths_xy
+    print(f"wrote {atoms.numbers.size:,} atoms, cell {Lx:.1f} x {Ly:.1f} Å, to {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_rasterize(args) -> int:
+    from .. import config
+    from .._outputs import check_output
+    from ..models import get_model
+    from ..raster._zarr import RASTER_KIND, rasterize_to_zarr
+    from ..systems.large import load_atoms
+
+    # the raster is drawn for a model: --model, else the one `evaluate` uses by default
+    name = args.model or config.get("evaluate.model")
+    card = get_model(name).card
+    if not card.takes_atoms:
+        raise InputError(f"model {name!r} does not take rasters")
+    settings = card.raster_settings()
+    spacing = (args.spacing, args.spacing) if args.spacing else settings.spacing
+    lattice = None if args.no_register else settings.lattice
+    out = check_output(args.output, RASTER_KIND, inputs=[args.structure], overwrite=args.overwrite)
+    atoms = load_atoms(args.structure)
+    rasterize_to_zarr(atoms, out, spacing, settings.species, settings.channels, chunk=args.chunk,
+                      overwrite=args.overwrite, progress=not args.quiet, lattice=lattice)
+    channels = ", ".join(settings.species) if settings.channels == "species" else settings.channels
+    print(f"wrote {args.output} (for model {name}: {channels} channels, {spacing[0]:.4g} Å pixels)", file=sys.stderr)
+    return 0
