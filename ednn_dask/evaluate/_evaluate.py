@@ -22,10 +22,12 @@ import numpy as np
 
 from .. import config
 from .._outputs import OutputLock, check_output
+from ..errors import EDNNError
 from ._errors import EvaluationError
 from ._source import Source, aligned_chunks, open_raster, open_source
 from ._store import KIND, TileStore
 from ._worker import ModelRef, block_contributions, cached_model
+from ..models.inference import RunMode, resolve_mode
 
 __all__ = ["EvaluationError", "EvaluationResult", "Plan", "aligned_chunks", "evaluate", "open_raster",
            "plan_evaluation", "run_plan", "BOUNDARY"]
@@ -83,10 +85,7 @@ class Plan:
     model_bytes: bytes
     ref: ModelRef
     meta: dict[str, Any]
-    shared: bool
-    window: int
-    bf16: bool
-    channels_last: bool
+    mode: RunMode
     source: Source
     array: Any
     small: bool
@@ -115,9 +114,7 @@ class Plan:
         return {
             "input": {"kind": self.source.kind, "fingerprint": self.source.fingerprint},
             "model": {"name": self.meta.get("name"), "sha256": self.ref.token},
-            "options": {"halo_sharing": self.shared, "window": self.window, "bf16": self.bf16,
-                        "channels_last": self.channels_last, "tile_batch": int(config.get("predict.tile-batch")),
-                        "tile_chunks": [list(self.out_chunks[0]), list(self.out_chunks[1])],
+            "options": {**self.mode.as_dict(), "tile_chunks": [list(self.out_chunks[0]), list(self.out_chunks[1])],
                         "registration": reg},
             "versions": {"ednn_dask": __version__, "torch": torch.__version__.split("+")[0]},
         }
@@ -154,15 +151,16 @@ def plan_evaluation(
     ref = ModelRef.from_path(path, data)
     loaded = cached_model(ref)
     meta = loaded.metadata
-    f, c = int(meta["focus"]), int(meta["context"])
-    shared, window = _halo_mode(loaded, config.get("evaluate.halo-sharing", halo_sharing))
-    low = bool(config.get("evaluate.bf16", bf16))
-    if low and not shared:
-        raise EvaluationError(f"bf16 needs halo sharing, which model {loaded.name!r} does not allow")
-    nhwc = shared and bool(config.get("predict.channels-last"))
+    f, c = loaded.card.focus, loaded.card.context
+    try:
+        mode = resolve_mode(loaded, config.get("evaluate.halo-sharing", halo_sharing),
+                            config.get("evaluate.bf16", bf16))
+    except EDNNError as exc:  # the wishes contradict the model
+        raise EvaluationError(str(exc)) from None
     target = int(config.get("evaluate.chunk", chunk))
     # with halo sharing, chunk edges fall on window edges: per-tile values do not depend on the chunking
-    src = open_source(source, meta, target, window if shared else f)
+    unit = mode.window if mode.halo_sharing else f
+    src = open_source(source, meta, target, unit)
     if out is not None:
         inputs = [p for p in (src.path, path) if p is not None]
         out = check_output(out, KIND, inputs=inputs, overwrite=overwrite)
@@ -172,11 +170,10 @@ def plan_evaluation(
     if small:  # a periodic overlap cannot take more context than one chunk holds: tiny fields go in memory
         arr = arr.rechunk((C, H, W))
     elif src.atoms is None:
-        unit = window if shared else f
         arr = arr.rechunk((C, aligned_chunks(H, unit, c, target), aligned_chunks(W, unit, c, target)))
     out_chunks = (tuple(s // f for s in arr.chunks[1]), tuple(s // f for s in arr.chunks[2]))
     n_atoms = n_atoms if n_atoms is not None else src.attrs.get("n_atoms")
-    return Plan(path, data, ref, meta, shared, window, low, nhwc, src, arr, small, out_chunks,
+    return Plan(path, data, ref, meta, mode, src, arr, small, out_chunks,
                 int(config.get("evaluate.split-every", split_every)), out, overwrite,
                 int(n_atoms) if n_atoms else None)
 
@@ -269,8 +266,8 @@ def _graph(plan: Plan, store: TileStore | None):
     """The lazy ``(n_y, n_x)`` tile-contribution map of a plan, each chunk read from ``store`` when done."""
     import dask.array as da
 
-    f, c = plan.focus, plan.context
-    ref, shared, low, window, nhwc = plan.ref, plan.shared, plan.bf16, plan.window, plan.channels_last
+    c = plan.context
+    ref, mode = plan.ref, plan.mode
     atoms_ref, small = plan.source.atoms, plan.small
     tile_offsets = [np.concatenate([[0], np.cumsum(ch)]) for ch in plan.out_chunks]  # first tile of each chunk
 
@@ -281,7 +278,7 @@ def _graph(plan: Plan, store: TileStore | None):
             if done is not None:
                 return done
         origin = (int(tile_offsets[0][loc[0]]), int(tile_offsets[1][loc[1]])) if loc is not None else (0, 0)
-        res = block_contributions(block(), ref, shared, low, window, nhwc, tile_origin=origin)
+        res = block_contributions(block(), ref, mode, tile_origin=origin)
         if store is not None and loc is not None:
             store.write(*loc, res)
         return res
@@ -351,28 +348,10 @@ def _run(plan: Plan, store: TileStore | None, client, scheduler, progress) -> Ev
         n_atoms=n_atoms,
         out=str(plan.out) if plan.out is not None else None,
         extra={"chunks": [list(plan.array.chunks[1]), list(plan.array.chunks[2])], "focus": f,
-               "context": plan.context, "halo_sharing": plan.shared, "bf16": plan.bf16,
-               "channels_last": plan.channels_last,
+               "context": plan.context, "halo_sharing": plan.mode.halo_sharing, "bf16": plan.mode.bf16,
+               "channels_last": plan.mode.channels_last,
                **{k: attrs[k] for k in ("registration_shift", "registration_mirror_y") if k in attrs}},
     )
-
-
-def _halo_mode(loaded, wanted: bool | None) -> tuple[bool, int]:
-    """``(halo sharing on, window in pixels)``: ``wanted=None`` is the model's own choice (``default_ednn``)."""
-    from ..models import ModelFileError
-
-    if wanted is False:
-        return False, 0
-    if wanted:
-        try:
-            ednn = loaded.halo_shared()
-        except ModelFileError as exc:
-            raise EvaluationError(str(exc)) from None
-    else:
-        ednn = loaded.default_ednn()
-        if not ednn.halo_sharing:
-            return False, 0
-    return True, ednn.window_tiles * ednn.focus
 
 
 def _compute(total, client, scheduler, progress) -> float:

@@ -21,7 +21,7 @@ from ._errors import EvaluationError
 __all__ = ["ModelRef", "AtomsRef", "cached_model", "cached_atoms", "block_contributions", "preload"]
 
 _CACHE: dict[str, object] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -60,41 +60,23 @@ def cached_model(ref: ModelRef):
     return model if model is not None else preload(ref)
 
 
-def _shared_ednn(ref: ModelRef, bf16: bool = False, window: int | None = None, channels_last: bool = False):
-    key = ("halo-shared", ref.token, bf16, window, channels_last)
-    ednn = _CACHE.get(key)
-    if ednn is None:
-        ednn = cached_model(ref).halo_shared(bf16=bf16, window=window, channels_last=channels_last)
-        with _LOCK:
-            _CACHE[key] = ednn
-    return ednn
-
-
-def block_contributions(
-    block: np.ndarray,
-    ref: ModelRef,
-    halo_sharing: bool = False,
-    bf16: bool = False,
-    window: int | None = None,
-    channels_last: bool = False,
-    tile_origin: tuple[int, int] = (0, 0),
-) -> np.ndarray:
+def block_contributions(block: np.ndarray, ref: ModelRef, mode, tile_origin: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Tile contributions (float64) of one padded raster block ``(C, n_y f + 2c, n_x f + 2c)``.
 
-    ``halo_sharing`` runs the conv stack once per window of the block (see
-    ``ConvSubnet.forward_shared`` and ``EDNN(halo_window=)``; ``window`` in
-    focus pixels, sent by the client so every worker uses the same) instead
-    of once per tile; ``bf16`` runs it under bfloat16 autocast and
-    ``channels_last`` in the NHWC memory layout (halo sharing only). The
-    client resolves all of these, so every worker runs the same kernels.
+    ``mode`` (:class:`ednn_dask.models.inference.RunMode`) says how the
+    model runs: halo-shared windows or per-tile batches, precision, layout.
+    The client resolves it once, so every worker runs the same kernels.
     ``tile_origin`` is the index of the block's first tile in the whole
     field (per-tile inference puts each tile at a batch slot fixed by it).
     """
     import torch
 
+    from ..models.inference import build_ednn
+
     if not np.isfinite(block).all():
         raise EvaluationError("raster contains NaN or infinite pixels")
-    ednn = _shared_ednn(ref, bf16, window, channels_last) if halo_sharing else cached_model(ref).ednn
+    with _LOCK:
+        ednn = build_ednn(cached_model(ref), mode)
     with torch.no_grad():
         out = ednn.contributions_from_padded(torch.from_numpy(np.ascontiguousarray(block, np.float32))[None],
                                              tile_origin=tile_origin)
