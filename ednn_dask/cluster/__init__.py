@@ -5,7 +5,7 @@ directory (shipped with the package): ``--profile NAME`` or a path.
 """
 from ._detect import NodeShape, find_batch_system, read_node_shape, resolve_batch
 from ._jobqueue import SCHEDULERS, ClusterSpec, cluster_spec, job_script, local_cluster, start_cluster
-from ._plugin import EDNNWorkerPlugin, torch_threads_for
+from ..evaluate._plugin import EDNNWorkerPlugin, torch_threads_for
 from ._profiles import ClusterError, bundled_profiles, read_profile, use_profile
 
 __all__ = [

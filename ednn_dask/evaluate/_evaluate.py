@@ -249,7 +249,7 @@ def evaluate(
 def run_plan(plan: Plan, client=None, scheduler: str | None = None, progress: bool = False) -> EvaluationResult:
     """Compute a planned evaluation (:func:`plan_evaluation`) on ``client`` or a local ``scheduler``."""
     if client is not None:
-        from ..cluster import EDNNWorkerPlugin
+        from ._plugin import EDNNWorkerPlugin
 
         # every worker, including ones that join or restart later: torch threads + the model preloaded
         client.register_plugin(EDNNWorkerPlugin(plan.ref, plan.model_bytes))

@@ -1,9 +1,12 @@
-"""The worker plugin: torch threads from the worker's thread count, model preloaded."""
+"""The worker plugin the evaluator registers: torch threads from the worker's thread count, model preloaded.
+
+``ednn_dask.cluster`` re-exports it; it lives here so the evaluator needs nothing of the cluster package.
+"""
 from __future__ import annotations
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from ..evaluate._worker import ModelRef, preload
+from ._worker import ModelRef, preload
 
 __all__ = ["EDNNWorkerPlugin", "torch_threads_for"]
 
