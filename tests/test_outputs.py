@@ -12,7 +12,9 @@ import zarr
 from test_evaluate import field, small_model, write_raster  # noqa: F401  (module fixtures reused)
 
 CLI = [sys.executable, "-m", "ednn_dask.cli"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+REPO = str(Path(__file__).resolve().parents[1])  # this checkout, whatever cwd a test runs the CLI in
+ENV = {**os.environ, "OMP_NUM_THREADS": "1",
+       "PYTHONPATH": os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)}
 
 
 def run(*args, cwd=None):
@@ -246,3 +248,25 @@ def test_rasterize_then_evaluate_with_the_defaults(tmp_path):
     assert json.loads(stored.stdout)["total"] == pytest.approx(json.loads(direct.stdout)["total"], rel=1e-9)
     one_error(run("evaluate", tmp_path / "s.zarr", "--model", "hexagonal-sheet", "--workers", "0"),
               "1 channels, the model expects 3", "--model hexagonal-sheet")
+
+
+@pytest.mark.parametrize("args,words", [
+    (["evaluate", "s.zarr", "--chunk", "0"], "--chunk: must be at least 1"),
+    (["evaluate"], "required: sheet"),
+    (["make-sheet", "--size-um", "-1", "--out", "x.npz"], "--size-um: must be a positive number"),
+    (["train", "ising", "--focus", "0", "--out", "m.pt2"], "--focus/-f: must be at least 1"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments_are_one_line(cli, tmp_path, args, words):
+    with pytest.raises(SystemExit) as exc:
+        cli(*args, cwd=tmp_path)
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("args,words", [
+    (["evaluate", "s.zarr", "--chunk", "0"], "--chunk: must be at least 1"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments_are_one_line_through_the_cli(tmp_path, args, words):
+    one_error(run(*args, cwd=tmp_path), words)
+    assert list(tmp_path.iterdir()) == []

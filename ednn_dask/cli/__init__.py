@@ -32,15 +32,24 @@ __all__ = ["main", "build_parser", "UserError"]
 UserError = InputError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the package's error convention: one line ``ednn-dask: error: ...``, exit status 2."""
+
+    def error(self, message: str):
+        print(f"ednn-dask: error: {self.prog.removeprefix('ednn-dask').strip() + ': ' if self.prog != 'ednn-dask' else ''}"
+              f"{message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``ednn-dask`` argument parser, each command registered by the module that runs it."""
     from .. import __version__
     from . import _data, _evaluate, _predict, _train
 
-    p = argparse.ArgumentParser(prog="ednn-dask", description="Extensive deep neural networks over large domains.")
+    p = _Parser(prog="ednn-dask", description="Extensive deep neural networks over large domains.")
     p.add_argument("--version", action="version", version=f"ednn-dask {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--verbose", action="store_true",
                         help="also show Dask's logs and other libraries' warnings on stderr")
     for module in (_predict, _data, _evaluate, _train):

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ._types import at_least, positive
 
 __all__ = ["add_commands"]
 
@@ -14,8 +15,8 @@ def add_commands(sub, common) -> None:
     """Register ``make-sheet``, ``rasterize`` and ``dataset ising|sheets`` on the subparsers ``sub``."""
     mk = sub.add_parser("make-sheet", parents=[common], help="build a large sheet and store its atoms compactly (.npz)")
     mk.add_argument("--kind", choices=["porous-graphene"], default="porous-graphene")
-    mk.add_argument("--size-um", type=float, default=0.1, help="edge of the square sheet in micrometres")
-    mk.add_argument("--temperature", type=float, default=1000.0, help="K, in-plane Einstein displacements")
+    mk.add_argument("--size-um", type=positive, default=0.1, help="edge of the square sheet in micrometres")
+    mk.add_argument("--temperature", type=at_least(0.0, float), default=1000.0, help="K, in-plane Einstein displacements")
     mk.add_argument("--seed", type=int, default=0)
     mk.add_argument("--out", required=True)
     mk.set_defaults(func=_cmd_make_sheet)
@@ -25,8 +26,8 @@ def add_commands(sub, common) -> None:
     ra.add_argument("output", help="output .zarr directory")
     ra.add_argument("--model", help="take spacing, species, channels and lattice from this model "
                     "(default: ednn.evaluate.model, the model `evaluate` uses, porous-graphene)")
-    ra.add_argument("--spacing", type=float, help="override: square pixels of this size in Å")
-    ra.add_argument("--chunk", type=int, default=1024, help="chunk edge in pixels")
+    ra.add_argument("--spacing", type=positive, help="override: square pixels of this size in Å")
+    ra.add_argument("--chunk", type=at_least(1), default=1024, help="chunk edge in pixels")
     ra.add_argument("--no-register", action="store_true",
                     help="keep the atoms where they are (default: translate the sheet onto the honeycomb origin "
                     "the sheet models were trained on, which leaves its energy unchanged)")
@@ -37,18 +38,18 @@ def add_commands(sub, common) -> None:
     ds = sub.add_parser("dataset", help="generate a training dataset")
     dss = ds.add_subparsers(dest="system", required=True)
     di = dss.add_parser("ising", parents=[common], help="Swendsen-Wang Ising configurations with exact energies (.npz)")
-    di.add_argument("--n", type=int, default=100_000)
-    di.add_argument("--L", type=int, default=8)
+    di.add_argument("--n", type=at_least(1), default=100_000)
+    di.add_argument("--L", type=at_least(1), default=8)
     di.add_argument("--seed", type=int, default=1)
     di.add_argument("--out", required=True)
     di.set_defaults(func=_cmd_dataset_ising)
 
     dsh = dss.add_parser("sheets", parents=[common], help="sheet structures, rasters and Tersoff energies (Zarr v3)")
     dsh.add_argument("--kind", choices=["hexagonal", "hexagonal-alloy", "porous-graphene"], default="hexagonal")
-    dsh.add_argument("--n", type=int, default=20000)
+    dsh.add_argument("--n", type=at_least(1), default=20000)
     dsh.add_argument("--seed", type=int, default=1)
-    dsh.add_argument("--block", type=int, default=100, help="structures per resumable block")
-    dsh.add_argument("--workers", type=int, default=None)
+    dsh.add_argument("--block", type=at_least(1), default=100, help="structures per resumable block")
+    dsh.add_argument("--workers", type=at_least(1), default=None)
     dsh.add_argument("--quiet", action="store_true")
     dsh.add_argument("--out", required=True, help="Zarr directory (an existing one is resumed)")
     dsh.set_defaults(func=_cmd_dataset_sheets)
@@ -83,8 +84,6 @@ def _cmd_make_sheet(args) -> int:
     out = Path(args.out)
     if out.suffix != ".npz":
         raise InputError(f"--out must end in .npz (compact atoms), got {out}")
-    if args.size_um <= 0:
-        raise InputError(f"--size-um must be positive, got {args.size_um}")
     side = args.size_um * 1e4  # Å
     atoms = porous_graphene_arrays((side, side), seed=args.seed, temperature=args.temperature)
     save_atoms_npz(atoms, out, kind=args.kind, seed=args.seed)

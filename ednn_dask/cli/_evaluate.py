@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ._types import at_least
 
 __all__ = ["add_commands"]
 
@@ -20,17 +21,17 @@ def add_commands(sub, common) -> None:
     ev.add_argument("--scheduler", choices=["local", "slurm", "pbs"], default=None,
                     help="local (default) LocalCluster, or a batch cluster through dask-jobqueue")
     ev.add_argument("--profile", help="cluster profile: bundled name (cluster/*.yaml) or YAML path")
-    ev.add_argument("--nodes", type=int, default=None, help="batch jobs, one per node (slurm/pbs)")
-    ev.add_argument("--cores", type=int, default=None, help="cores per job (overrides the profile)")
+    ev.add_argument("--nodes", type=at_least(1), default=None, help="batch jobs, one per node (slurm/pbs)")
+    ev.add_argument("--cores", type=at_least(1), default=None, help="cores per job (overrides the profile)")
     ev.add_argument("--memory", default=None, help="memory per job, e.g. 120GB (overrides the profile)")
     ev.add_argument("--walltime", default=None, help="job walltime, e.g. 01:00:00 (overrides the profile)")
     ev.add_argument("--queue", default=None, help="partition / queue (overrides the profile)")
     ev.add_argument("--account", default=None, help="account / project (overrides the profile)")
     ev.add_argument("--dry-run", action="store_true", help="print the job script that would be submitted and exit")
-    ev.add_argument("--workers", type=int, default=None,
+    ev.add_argument("--workers", type=at_least(0), default=None,
                     help="local worker processes (default: cores / threads; 0 = no cluster, threads in-process)")
-    ev.add_argument("--threads", type=int, default=1, help="threads per worker")
-    ev.add_argument("--chunk", type=int, default=None, help="target chunk edge in pixels")
+    ev.add_argument("--threads", type=at_least(1), default=1, help="threads per worker")
+    ev.add_argument("--chunk", type=at_least(1), default=None, help="target chunk edge in pixels")
     ev.add_argument("--halo-sharing", action=argparse.BooleanOptionalAction, default=None,
                     help="run the conv stack once per window instead of once per tile (default: whenever the "
                     "model allows it; exact; speed-up in benchmarks/bench_halo_sharing.py)")

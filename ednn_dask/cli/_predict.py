@@ -5,6 +5,8 @@ import json
 import os
 import sys
 
+from ._types import positive
+
 __all__ = ["add_commands"]
 
 
@@ -24,7 +26,7 @@ def add_commands(sub, common) -> None:
     d = sub.add_parser("demo", parents=[common], help="bundled models at work, no training: a porous sheet evaluated "
                        "with Dask (default) or Ising energies")
     d.add_argument("system", nargs="?", choices=["sheet", "ising"], default="sheet")
-    d.add_argument("--size-um", type=float, default=0.02, help="sheet edge in micrometres")
+    d.add_argument("--size-um", type=positive, default=0.02, help="sheet edge in micrometres")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=_cmd_demo)
 

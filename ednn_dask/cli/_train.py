@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ._types import at_least, positive
 
 __all__ = ["add_commands"]
 
@@ -17,18 +18,18 @@ def add_commands(sub, common) -> None:
     tr = sub.add_parser("train", help="train a model")
     trs = tr.add_subparsers(dest="system", required=True)
     ti = trs.add_parser("ising", parents=[common], help="train the paper's dense Ising EDNN")
-    ti.add_argument("--focus", "-f", type=int, default=1)
-    ti.add_argument("--context", "-c", type=int, default=1)
-    ti.add_argument("--n", type=int, default=100_000, help="training+validation configurations")
-    ti.add_argument("--L", type=int, default=8)
-    ti.add_argument("--epochs", type=int, default=40)
-    ti.add_argument("--batch-size", type=int, default=128)
-    ti.add_argument("--lr", type=float, default=1e-3)
-    ti.add_argument("--lr-final", type=float, default=1e-6)
+    ti.add_argument("--focus", "-f", type=at_least(1), default=1)
+    ti.add_argument("--context", "-c", type=at_least(0), default=1)
+    ti.add_argument("--n", type=at_least(1), default=100_000, help="training+validation configurations")
+    ti.add_argument("--L", type=at_least(1), default=8)
+    ti.add_argument("--epochs", type=at_least(1), default=40)
+    ti.add_argument("--batch-size", type=at_least(1), default=128)
+    ti.add_argument("--lr", type=positive, default=1e-3)
+    ti.add_argument("--lr-final", type=at_least(0.0, float), default=1e-6)
     ti.add_argument("--seed", type=int, default=0, help="weights, split and shuffling")
     ti.add_argument("--data-seed", type=int, default=1)
     ti.add_argument("--data", help="cache the sampled dataset in this .npz (reused if present)")
-    ti.add_argument("--threads", type=int, default=None)
+    ti.add_argument("--threads", type=at_least(1), default=None)
     ti.add_argument("--device", default="cpu", help="train on this torch device, e.g. cuda (the model is saved for the CPU)")
     ti.add_argument("--checkpoint", help="checkpoint file, written every epoch")
     ti.add_argument("--resume", action="store_true", help="continue from --checkpoint")
@@ -49,14 +50,14 @@ def add_commands(sub, common) -> None:
     ts.add_argument("--symmetries", choices=["auto", "lattice", "mirrors", "none"], default="auto",
                     help="training augmentation: lattice (mirror x and the lattice vector a2, which keep a registered "
                     "raster registered), mirrors (flip x and y), auto: lattice for registered datasets")
-    ts.add_argument("--focus", "-f", type=int, default=40)
-    ts.add_argument("--context", "-c", type=int, default=24)
-    ts.add_argument("--epochs", type=int, default=30)
-    ts.add_argument("--batch-size", type=int, default=32)
-    ts.add_argument("--lr", type=float, default=1e-3)
-    ts.add_argument("--lr-final", type=float, default=1e-6)
+    ts.add_argument("--focus", "-f", type=at_least(1), default=40)
+    ts.add_argument("--context", "-c", type=at_least(0), default=24)
+    ts.add_argument("--epochs", type=at_least(1), default=30)
+    ts.add_argument("--batch-size", type=at_least(1), default=32)
+    ts.add_argument("--lr", type=positive, default=1e-3)
+    ts.add_argument("--lr-final", type=at_least(0.0, float), default=1e-6)
     ts.add_argument("--seed", type=int, default=0)
-    ts.add_argument("--threads", type=int, default=None)
+    ts.add_argument("--threads", type=at_least(1), default=None)
     ts.add_argument("--device", default="cpu", help="train on this torch device, e.g. cuda (the model is saved for the CPU)")
     ts.add_argument("--checkpoint")
     ts.add_argument("--resume", action="store_true")
@@ -149,8 +150,8 @@ def _cmd_train_sheets(args) -> int:
                                            supercells=attrs["kind"].startswith("hexagonal")))
         pred = report.pop("pred_test")
         if args.plot:
-            from ..plots import parity_plot
             from ..data.sheets import open_dataset
+            from ..plots import parity_plot
 
             test = open_dataset(args.test, meta["input"]["species"])
             parity_plot(test["energies"] / test["n_atoms"], np.asarray(pred) / test["n_atoms"], args.plot,
