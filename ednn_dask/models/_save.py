@@ -74,6 +74,7 @@ def _network_fields(model: EDNN, net: torch.nn.Module, fmt: str, channels: int) 
     """The metadata the network itself gives: tiling, versions, label scaling and subnet spec."""
     versions = {"ednn_dask_version": __version__, "torch_version": torch.__version__.split("+")[0]}
     fields = export_fields(fmt, model.focus, model.context, model.ndim, channels, versions)
+    fields["tile_shape"] = ModelCard(fields).tile_shape
     if hasattr(net, "offset"):
         weights = net.focus_weights.tolist() if getattr(net, "baseline", None) is not None else None
         fields["label_scaling"] = label_scaling(float(net.offset), float(net.scale), weights)

@@ -126,11 +126,10 @@ def training(data: str, config: Mapping[str, Any], **extra: Any) -> dict[str, An
 
 
 def export_fields(fmt: str, focus: int, context: int, ndim: int, channels: int, versions: Mapping[str, str]) -> dict:
-    """What :func:`~ednn_dask.models.save_model` records about the exported program.
+    """What :func:`~ednn_dask.models.save_model` records about the exported program (it adds ``tile_shape``).
 
     ``versions`` gives ``ednn_dask_version`` and ``torch_version``.
     """
-    tile = focus + 2 * context
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -139,7 +138,6 @@ def export_fields(fmt: str, focus: int, context: int, ndim: int, channels: int, 
         "context": context,
         "ndim": ndim,
         "channels": channels,
-        "tile_shape": [channels, *[tile] * ndim],
         "ednn_dask_version": versions["ednn_dask_version"],
         "torch_version": versions["torch_version"],
     }
