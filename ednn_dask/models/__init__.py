@@ -1,13 +1,17 @@
-"""Saved models: export, metadata, loading and the bundled models."""
+"""Saved models: export, metadata (read through :class:`ModelCard`), loading and the bundled models."""
+from .card import ModelCard, RasterSettings
 from .registry import bundled_models, get_model, resolve_model
-from .serialize import LoadedModel, ModelFileError, load_model, read_metadata, save_model, update_metadata
+from .serialize import LoadedModel, ModelFileError, load_model, read_card, read_metadata, save_model, update_metadata
 
 __all__ = [
     "LoadedModel",
+    "ModelCard",
     "ModelFileError",
+    "RasterSettings",
     "bundled_models",
     "get_model",
     "load_model",
+    "read_card",
     "read_metadata",
     "resolve_model",
     "save_model",

@@ -6,7 +6,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .serialize import ModelFileError, load_model, read_metadata, LoadedModel
+from .card import ModelCard
+from .serialize import LoadedModel, ModelFileError, load_model, read_card
 
 __all__ = ["bundled_models", "resolve_model", "get_model"]
 
@@ -17,14 +18,21 @@ def _bundled_dir() -> Path:
     return Path(str(resources.files("ednn_dask.models") / "bundled"))
 
 
-def bundled_models() -> dict[str, dict[str, Any]]:
-    """Metadata of every bundled model, keyed by model name."""
-    out: dict[str, dict[str, Any]] = {}
-    for path in sorted(_bundled_dir().iterdir()):
-        if path.suffix in _SUFFIXES:
-            meta = read_metadata(path)
-            out[str(meta.get("name", path.stem))] = {**meta, "path": str(path)}
-    return out
+def _bundled_files() -> list[Path]:
+    return sorted(p for p in _bundled_dir().iterdir() if p.suffix in _SUFFIXES)
+
+
+def bundled_models(cards: bool = False) -> dict[str, dict[str, Any]] | dict[str, ModelCard]:
+    """Every bundled model, keyed by model name, in file-name order.
+
+    By default the metadata of each (a dict, plus ``"path"``: the file, as
+    ``ednn-dask models --json`` prints it); with ``cards=True`` its
+    :class:`~ednn_dask.models.card.ModelCard` (whose ``source`` is the file).
+    """
+    found = [read_card(path) for path in _bundled_files()]
+    if cards:
+        return {card.name: card for card in found}
+    return {card.name: {**card.metadata, "path": card.source} for card in found}
 
 
 def resolve_model(model: str | os.PathLike) -> Path:
@@ -42,7 +50,7 @@ def resolve_model(model: str | os.PathLike) -> Path:
         candidate = _bundled_dir() / f"{model}{suffix}"
         if candidate.is_file():
             return candidate
-    names = ", ".join(sorted(p.stem for p in _bundled_dir().iterdir() if p.suffix in _SUFFIXES)) or "none"
+    names = ", ".join(sorted(p.stem for p in _bundled_files())) or "none"
     raise ModelFileError(f"unknown model {str(model)!r}: no such file and no bundled model of that name (bundled: {names})")
 
 

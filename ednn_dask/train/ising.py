@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .. import _json
+from ..models import _schema
 from ..nn import EDNN, DenseSubnet, TileNet
 from ..systems.ising import T_CRITICAL, IsingDataset, ising_energy, sample_ising
 from .metrics import error_metrics
@@ -86,22 +87,18 @@ def evaluate_ising(
 
 def ising_metadata(focus: int, context: int, config: TrainConfig, n_train: int, L: int, report=None) -> dict:
     """Metadata stored with a trained Ising model."""
-    meta: dict[str, Any] = {
-        "name": "ising",
-        "description": "2-D nearest-neighbour Ising energy H = -J sum_<ij> s_i s_j (periodic)",
-        "channels": 1,
-        "input": {"kind": "ising-spins", "values": [-1, 1], "layout": "(N, L, M) array of +-1 spins"},
-        "target": {"name": "energy", "units": "J"},
-        "pixel_spacing": {"value": 1.0, "units": "lattice sites"},
-        "training": {
-            "data": f"{n_train} {L}x{L} Swendsen-Wang configurations, T uniform in [1, 5] J/k_B "
-            f"25% of chains in [0.9, 1.1] Tc, 5% at T=inf; exact energies; spin-flip and D4 augmentation",
-            "config": config.as_metadata(),
-        },
-    }
-    if report is not None:
-        meta["accuracy"] = report
-    return meta
+    data = (f"{n_train} {L}x{L} Swendsen-Wang configurations, T uniform in [1, 5] J/k_B "
+            f"25% of chains in [0.9, 1.1] Tc, 5% at T=inf; exact energies; spin-flip and D4 augmentation")
+    return _schema.model_metadata(
+        name="ising",
+        description="2-D nearest-neighbour Ising energy H = -J sum_<ij> s_i s_j (periodic)",
+        channels=1,
+        input=_schema.ising_input(),
+        target=_schema.target("energy", "J"),
+        pixel_spacing=_schema.pixel_spacing(1.0, "lattice sites"),
+        training=_schema.training(data, config.as_metadata()),
+        accuracy=report,
+    )
 
 
 def train_ising(

@@ -10,6 +10,8 @@ import torch
 from ase import Atoms
 
 from ..data.sheets import SHEET_SPACING, SPECIES, open_dataset, sample_structure
+from ..models import _schema
+from ..models.card import ModelCard
 from ..nn import EDNN, ConvSubnet, TileNet
 from ..raster import StructureError, raster_from_atoms
 from ..reference import REFERENCE_NAME, tersoff_energy
@@ -159,17 +161,15 @@ def predict_structures(model, structures: Sequence[Atoms]) -> np.ndarray:
     """Energies (float64, model units) of structures of any size, one at a time.
 
     ``model`` is a :class:`~ednn_dask.models.LoadedModel` or anything with
-    ``metadata`` and ``predict``; each structure is rasterized at the
-    model's pixel spacing and species.
+    ``metadata`` and ``predict``; each structure is rasterized as its card's
+    :meth:`~ednn_dask.models.ModelCard.raster_settings` say (pixel spacing,
+    species, channel mode, lattice to register onto).
     """
-    meta = model.metadata
-    spacing = meta["pixel_spacing"]["value"]
-    species = meta["input"]["species"]
+    how = ModelCard.of(model).raster_settings()
     out = np.empty(len(structures))
     for i, atoms in enumerate(structures):
         try:
-            raster = raster_from_atoms(atoms, spacing, species, channels=meta["input"].get("channels", "species"),
-                                       lattice=meta["input"].get("lattice"))
+            raster = raster_from_atoms(atoms, how.spacing, how.species, channels=how.channels, lattice=how.lattice)
         except StructureError as exc:
             raise StructureError(f"structure {i}: {exc}") if len(structures) > 1 else exc from None
         out[i] = float(model.predict(torch.from_numpy(raster)[None])[0])
@@ -177,34 +177,25 @@ def predict_structures(model, structures: Sequence[Atoms]) -> np.ndarray:
 
 
 def sheet_metadata(name: str, kind: str, focus: int, context: int, config: TrainConfig, attrs: dict, report=None):
-    """Metadata stored with a sheet model."""
-    meta: dict[str, Any] = {
-        "name": name,
-        "description": f"total energy of {kind} sheets; reference: {REFERENCE_NAME}",
-        "channels": len(attrs["species"]),
-        "input": {
-            "kind": "raster",
-            "species": list(attrs["species"]),
-            "channels": attrs["channels"],
-            "gamma": attrs["gamma"],
-            "raster": "V_s(x, y) = sum over atoms of species s of Z exp(-r^2 / (2 gamma^2)), periodic; "
-            "pixel (i, j) at (x, y) = (j h_x, i h_y)",
-        },
-        "pixel_spacing": {"value": list(attrs["spacing"]), "axes": ["y", "x"], "units": "Å"},
-        "target": {"name": "energy", "units": "eV"},
-        "reference": REFERENCE_NAME,
-        "halo_shared_ok": True,
-        "training": {
-            "data": f"{attrs['n']} {kind} structures (seed {attrs['seed']}), "
-            f"T in {attrs['temperature_range']} K, ednn-dask dataset sheets",
-            "config": config.as_metadata(),
-        },
-    }
-    if attrs.get("lattice"):  # trained on registered cells: structures are registered before prediction too
-        meta["input"]["lattice"] = dict(attrs["lattice"])
-    if report is not None:
-        meta["accuracy"] = report
-    return meta
+    """Metadata stored with a sheet model trained on a dataset with attributes ``attrs``.
+
+    A dataset of registered cells (attrs ``lattice``) gives the model its
+    lattice: structures are registered onto it before prediction too.
+    """
+    data = (f"{attrs['n']} {kind} structures (seed {attrs['seed']}), "
+            f"T in {attrs['temperature_range']} K, ednn-dask dataset sheets")
+    return _schema.model_metadata(
+        name=name,
+        description=f"total energy of {kind} sheets; reference: {REFERENCE_NAME}",
+        channels=len(attrs["species"]),
+        input=_schema.raster_input(attrs["species"], attrs["channels"], attrs["gamma"], attrs.get("lattice")),
+        target=_schema.target("energy", "eV"),
+        pixel_spacing=_schema.pixel_spacing(attrs["spacing"], "Å", axes=("y", "x")),
+        training=_schema.training(data, config.as_metadata()),
+        accuracy=report,
+        reference=REFERENCE_NAME,
+        halo_shared_ok=True,
+    )
 
 
 def _supercell_structures(n_per_size: int, sizes, seed: int, alloys: bool = False) -> list[tuple[str, Atoms]]:
@@ -220,7 +211,7 @@ def _supercell_structures(n_per_size: int, sizes, seed: int, alloys: bool = Fals
 
 def evaluate_sheet_model(model, test_path: str | Path, supercells: bool = True, seed: int = 777) -> dict[str, Any]:
     """Held-out per-atom errors and supercell transfer (meV/atom), the accuracy figures of ``docs/sheets.md``."""
-    test = open_dataset(test_path, model.metadata["input"]["species"])
+    test = open_dataset(test_path, ModelCard.of(model).species)
     fields = torch.from_numpy(test["rasters"])
     pred = model.predict(fields).numpy()
     per_atom = error_metrics(pred / test["n_atoms"], test["energies"] / test["n_atoms"])
@@ -303,10 +294,10 @@ def _init_from(model: EDNN, source: str, species: list[str], focus: int, context
     from ..models import get_model
 
     src = get_model(source)
-    meta = src.metadata
-    if (meta["focus"], meta["context"]) != (focus, context):
-        raise ValueError(f"--init-from {source}: f={meta['focus']}, c={meta['context']} differ from f={focus}, c={context}")
-    have = list(meta["input"]["species"])
+    card = src.card
+    if (card.focus, card.context) != (focus, context):
+        raise ValueError(f"--init-from {source}: f={card.focus}, c={card.context} differ from f={focus}, c={context}")
+    have = list(card.species)
     missing = [s for s in species if s not in have]
     if missing:
         raise ValueError(f"--init-from {source} has no channel for {', '.join(missing)}")
@@ -318,10 +309,14 @@ def _init_from(model: EDNN, source: str, species: list[str], focus: int, context
 
 
 class InMemory:
-    """Adapter giving a training-time EDNN the ``predict``/``metadata`` interface of a loaded model."""
+    """Adapter giving a training-time EDNN the ``predict``/``metadata``/``card`` interface of a loaded model."""
 
     def __init__(self, model: EDNN, metadata: dict):
         self.model, self.metadata = model, metadata
+
+    @property
+    def card(self) -> ModelCard:
+        return ModelCard(self.metadata, "<in memory>")
 
     def predict(self, fields: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(predict_batched(self.model, fields.float(), 16))
