@@ -79,20 +79,13 @@ class LoadedModel:
         return EDNN(net.eval(), card.focus, card.context, halo_sharing=True, halo_window=window).eval()
 
     def default_ednn(self) -> EDNN:
-        """The halo-shared EDNN when the model allows it (``halo_shared_ok``), else the per-tile one.
+        """The EDNN of the model's own run mode: halo-shared when it allows it (``halo_shared_ok``), else per tile.
 
-        The same automatic choice as :func:`ednn_dask.evaluate.evaluate`; built once per loaded model.
+        The same automatic choice as :func:`ednn_dask.evaluate.evaluate` (:func:`.inference.resolve_mode`).
         """
-        shared = self.__dict__.get("_default")
-        if shared is None:
-            shared = self.ednn
-            if self.card.halo_sharing_default:
-                try:
-                    shared = self.halo_shared()
-                except ModelFileError:
-                    pass
-            self.__dict__["_default"] = shared
-        return shared
+        from .inference import build_ednn, resolve_mode
+
+        return build_ednn(self, resolve_mode(self))
 
     @torch.no_grad()
     def predict(
@@ -101,10 +94,13 @@ class LoadedModel:
         """Totals (float64) or per-tile maps of ``(B, C, *spatial)`` fields.
 
         ``halo_sharing=None`` uses halo sharing whenever the model allows it
-        (:meth:`default_ednn`); ``False`` runs the exported per-tile program.
+        (:meth:`default_ednn`); ``False`` runs the exported per-tile program;
+        ``True`` fails for a model that does not allow it.
         """
+        from .inference import build_ednn, resolve_mode
+
         fields = fields.to(torch.float32)
-        ednn = self.ednn if halo_sharing is False else self.halo_shared() if halo_sharing else self.default_ednn()
+        ednn = build_ednn(self, resolve_mode(self, halo_sharing))
         outs = [
             ednn(fields[i : i + batch_size], per_tile=per_tile).double()
             for i in range(0, fields.shape[0], batch_size)

@@ -64,7 +64,7 @@ def resolve_mode(model, halo_sharing: bool | None = None, bf16: bool | None = No
     """
     card = model.card
     f = card.focus
-    tile_batch = int(config.get("predict.tile-batch"))
+    tile_batch = int(model.ednn.tile_batch or config.get("predict.tile-batch"))  # as loaded
     if halo_sharing is None:
         halo_sharing = card.halo_sharing_default and _can_share(model)
     elif halo_sharing and not _can_share(model):
@@ -94,6 +94,8 @@ def build_ednn(model, mode: RunMode):
     if ednn is None:
         if mode.halo_sharing:
             ednn = model.halo_shared(bf16=mode.bf16, window=mode.window, channels_last=mode.channels_last)
+        elif mode.tile_batch == model.ednn.tile_batch:
+            ednn = model.ednn  # the exported per-tile program as loaded
         else:
             from ..nn import EDNN
 
