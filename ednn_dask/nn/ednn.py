@@ -168,15 +168,8 @@ class EDNN(nn.Module):
         if halo_sharing and not can_share:
             raise ValueError("halo_sharing=True needs a 2-D VALID ConvSubnet with focus a multiple of its stride")
         self.halo_sharing = can_share if halo_sharing is None else bool(halo_sharing)
-        self._halo_window = halo_window
-
-    @property
-    def halo_window(self) -> int:
-        """Halo window in focus pixels: the constructor's value, else ``ednn.predict.halo-window`` now.
-
-        Read at use, not at construction, so cached models follow the config.
-        """
-        return int(config.get("predict.halo-window", self._halo_window))
+        #: halo window edge in focus pixels (``ednn.predict.halo-window`` when not given), fixed at construction
+        self.halo_window = int(config.get("predict.halo-window", halo_window))
 
     @property
     def window_tiles(self) -> int:
