@@ -187,7 +187,7 @@ def rasterize_to_zarr(
     import dask.array as da
     from ase.data import atomic_numbers
 
-    from .._outputs import OutputLock, check_output, store_kind
+    from .._outputs import OutputLock, check_output, store_kind, temporary_path
 
     out = check_output(out, RASTER_KIND, overwrite=overwrite)
     grid = atoms.grid(spacing_yx, tolerance, lattice)
@@ -214,14 +214,14 @@ def rasterize_to_zarr(
         chunks=((n_ch,), _splits(grid.shape[0], chunk), _splits(grid.shape[1], chunk)),
         meta=np.empty((0, 0, 0), np.float32),
     )
-    tmp = out.with_name(f".tmp-{out.name}")
+    tmp = temporary_path(out)
     with OutputLock(out):
         check_output(out, RASTER_KIND, overwrite=overwrite)  # again, now that no other run can write it
         if tmp.exists():  # left by a run that died
             if store_kind(tmp) != RASTER_KIND:
                 raise StructureError(f"{tmp} is in the way and is not a raster written by ednn-dask; remove it")
             shutil.rmtree(tmp)
-        _write(lazy, tmp, out, (n_ch, *grid.shape), (n_ch, chunk, chunk), progress, scheduler, {
+        _write(lazy, out, (n_ch, *grid.shape), (n_ch, chunk, chunk), progress, scheduler, {
             "spacing": list(grid.spacing),
             "spacing_units": "Å",
             "cell": list(atoms.lengths_xy),
@@ -237,15 +237,15 @@ def rasterize_to_zarr(
     return out
 
 
-def _write(lazy, tmp: Path, out: Path, shape, chunks, progress: bool, scheduler, meta: dict) -> None:
-    """Store ``lazy`` into a new raster at ``tmp`` with attrs ``meta``, then move it to ``out``."""
+def _write(lazy, out: Path, shape, chunks, progress: bool, scheduler, meta: dict) -> None:
+    """Store ``lazy`` into a new raster with attrs ``meta`` beside ``out``, then move it to ``out``."""
     import dask
     import dask.array as da
     import zarr
 
-    from .._outputs import marker, remove_store
+    from .._outputs import atomic_path, marker, remove_store
 
-    try:
+    with atomic_path(out) as tmp:
         root = zarr.open_group(str(tmp), mode="w", attributes=marker(RASTER_KIND))
         arr = root.create_array(
             "raster",
@@ -267,10 +267,6 @@ def _write(lazy, tmp: Path, out: Path, shape, chunks, progress: bool, scheduler,
         else:
             dask.compute(store, scheduler=scheduler)
         remove_store(out, RASTER_KIND)  # only a raster of ours, and only once the new one is complete
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _splits(n: int, chunk: int) -> tuple[int, ...]:

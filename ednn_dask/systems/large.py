@@ -123,11 +123,12 @@ def porous_graphene_arrays(
 
 
 def save_atoms_npz(atoms: AtomsArrays, path: str | os.PathLike, **extra) -> Path:
-    """Write atoms compactly (written to a temporary name, then renamed)."""
+    """Write atoms compactly (at a temporary name, renamed when complete: :func:`~ednn_dask._outputs.atomic_path`)."""
+    from .._outputs import atomic_path
+
     path = Path(path)
-    tmp = path.with_name(f".tmp-{path.stem}.npz")
-    np.savez(tmp, positions=atoms.positions, numbers=atoms.numbers, cell=np.array(atoms.lengths_xy), **extra)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: numpy adds no ".npz" to the name
+        np.savez(fh, positions=atoms.positions, numbers=atoms.numbers, cell=np.array(atoms.lengths_xy), **extra)
     return path
 
 
