@@ -6,8 +6,9 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
-from ._checks import StructureError, check_lengths, check_sheet, sheet_grid
+from ._checks import StructureError, check_sheet, check_sheet_cell, check_species
 from ._gaussian import GAMMA, RasterGrid, rasterize
+from ._grid import sheet_grid
 
 __all__ = ["StructureError", "check_sheet_cell", "check_sheet_atoms", "grid_for_atoms", "raster_from_atoms",
            "CHANNEL_MODES"]
@@ -15,30 +16,6 @@ __all__ = ["StructureError", "check_sheet_cell", "check_sheet_atoms", "grid_for_
 #: "species": one channel per element, peaks of height Z;
 #: "z": the paper's single channel, sum over atoms of Z-weighted Gaussians.
 CHANNEL_MODES = ("species", "z")
-
-
-def check_sheet_cell(atoms: Atoms, what: str | None = None) -> np.ndarray:
-    """Refuse empty structures and cells that are not finite, periodic in x, y or orthorhombic; return the cell.
-
-    In-plane lengths must be positive (:func:`~ednn_dask.raster._checks.check_lengths`); ``what`` names
-    the structure in the message.
-    """
-    if len(atoms) == 0:
-        raise StructureError("structure has no atoms")
-    if not (atoms.pbc[0] and atoms.pbc[1]):
-        raise StructureError(f"cell must be periodic in x and y (pbc={atoms.pbc.tolist()})")
-    cell = np.asarray(atoms.cell)
-    if not np.isfinite(cell).all():
-        raise StructureError(f"cell contains NaN or infinite values: {cell.tolist()}")
-    off = [cell[0, 1], cell[0, 2], cell[1, 0], cell[1, 2], cell[2, 0], cell[2, 1]]
-    if np.max(np.abs(off)) > 1e-6 * max(1.0, np.abs(cell).max()):
-        raise StructureError(
-            "cell is not orthorhombic (the rasterizer needs a cell with axes along x, y, z; a hexagonal cell "
-            "becomes one with ase.build.make_supercell(atoms, [[1, 0, 0], [1, 2, 0], [0, 0, 1]])); "
-            f"cell = {cell.round(4).tolist()}"
-        )
-    check_lengths((cell[0, 0], cell[1, 1]), what)
-    return cell
 
 
 def check_sheet_atoms(atoms: Atoms, what: str | None = None) -> np.ndarray:
@@ -106,10 +83,8 @@ def raster_from_atoms(
     if channels not in CHANNEL_MODES:
         raise ValueError(f"channels must be one of {CHANNEL_MODES}, got {channels!r}")
     grid = grid_for_atoms(atoms, spacing_yx, tolerance, lattice)
+    check_species(atoms.numbers, species)
     symbols = np.array(atoms.get_chemical_symbols())
-    unknown = sorted(set(symbols) - set(species))
-    if unknown:
-        raise StructureError(f"species {', '.join(unknown)} not known to the model (known: {', '.join(species)})")
     pos = atoms.get_positions()
     if lattice:
         from ._register import register_honeycomb

@@ -14,8 +14,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ._checks import StructureError, sheet_grid
+from ._checks import StructureError, check_species
 from ._gaussian import GAMMA, CUTOFF_SIGMAS, RasterGrid, rasterize
+from ._grid import sheet_grid
 from ._register import Registration, registration
 
 __all__ = ["AtomsArrays", "rasterize_to_zarr", "raster_chunk"]
@@ -50,7 +51,7 @@ class AtomsArrays:
         """The pixel grid of the cell at ``spacing_yx`` (Å); a model's ``lattice`` makes a misfit's error specific.
 
         Raises :class:`StructureError` when the cell is not a whole number of
-        pixels (see :func:`~ednn_dask.raster._checks.sheet_grid`).
+        pixels (see :func:`~ednn_dask.raster._grid.sheet_grid`).
         """
         return sheet_grid(self.lengths_xy, spacing_yx, tolerance, lattice, self.positions)
 
@@ -191,14 +192,7 @@ def rasterize_to_zarr(
 
     out = check_output(out, RASTER_KIND, overwrite=overwrite)
     grid = atoms.grid(spacing_yx, tolerance, lattice)
-    present = {int(z) for z in np.unique(atoms.numbers)}
-    known = {atomic_numbers[s]: s for s in species}
-    unknown = sorted(present - set(known))
-    if unknown:
-        from ase.data import chemical_symbols
-
-        names = ", ".join(chemical_symbols[z] for z in unknown)
-        raise StructureError(f"species {names} not known (known: {', '.join(species)})")
+    check_species(atoms.numbers, species)
     species_z = [atomic_numbers[s] for s in species] if channels == "species" else None
     n_ch = len(species) if channels == "species" else 1
     reg = atoms.registration(lattice) if lattice else None

@@ -152,8 +152,7 @@ def load_atoms(path: str | os.PathLike, check: bool = True) -> AtomsArrays:
         For anything the user can fix in the file, in one line.
     """
     from ..raster import StructureError, check_sheet, check_sheet_atoms
-    from ..raster._atoms import check_sheet_cell
-    from ..raster._checks import check_lengths
+    from ..raster._checks import check_lengths, check_sheet_cell
     from .files import read_frames
 
     path = Path(path)
