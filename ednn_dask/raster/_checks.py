@@ -7,9 +7,11 @@ of accuracy: one carbon atom in a cell, two atoms on top of each other or a
 NaN coordinate all rasterize into *some* image and get *some* energy. This
 module refuses those with one :class:`StructureError` line each and warns
 (:class:`SheetWarning`) about what is a matter of degree, atoms out of the
-plane. ``predict`` (ASE frames, through :func:`~ednn_dask.raster.grid_for_atoms`)
-and ``evaluate`` / ``rasterize`` on files (through
-:func:`~ednn_dask.systems.large.load_atoms`) all call :func:`check_sheet`.
+plane. ASE ``Atoms`` (``predict``'s frames, and ``evaluate`` / ``rasterize`` on
+structure files) are checked where they become the rasterizer's atoms,
+:meth:`~ednn_dask.raster.AtomsArrays.from_ase`, compact ``.npz`` atoms by
+:func:`~ednn_dask.systems.large.load_atoms`; both call :func:`check_sheet`. The
+species a model has channels for are checked by :func:`check_species`.
 
 Thresholds (measured with ``scripts/structure_checks.py``):
 

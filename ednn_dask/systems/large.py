@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..raster._zarr import AtomsArrays
+from ..raster import AtomsArrays, StructureError
 from .sheets import A_LATTICE, EINSTEIN_K
 
 __all__ = ["honeycomb_arrays", "porous_graphene_arrays", "save_atoms_npz", "load_atoms"]
@@ -151,30 +151,35 @@ def load_atoms(path: str | os.PathLike, check: bool = True) -> AtomsArrays:
     StructureError
         For anything the user can fix in the file, in one line.
     """
-    from ..raster import StructureError, check_sheet, check_sheet_atoms
-    from ..raster._checks import check_lengths, check_sheet_cell
     from .files import read_frames
 
     path = Path(path)
     if not path.exists():
         raise StructureError(f"structure file not found: {path}")
     if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as d:
-                positions, numbers, cell = d["positions"], d["numbers"], np.asarray(d["cell"], np.float64)
-        except (KeyError, ValueError, OSError, EOFError, MemoryError) as exc:
-            raise StructureError(f"{path} is not an ednn-dask atoms .npz ({type(exc).__name__}: {exc})") from None
-        if positions.ndim != 2 or positions.shape[1] not in (2, 3) or numbers.shape != positions.shape[:1]:
-            raise StructureError(f"{path}: positions must be (N, 2) or (N, 3) and numbers (N,), got "
-                                 f"{positions.shape} and {numbers.shape}")
-        if cell.shape not in ((2,), (3,), (3, 3)):
-            raise StructureError(f"{path}: cell must hold [L_x, L_y] in Å, got shape {cell.shape}")
-        lengths = check_lengths(np.diag(cell) if cell.ndim == 2 else cell[:2], str(path))
-        atoms = AtomsArrays(positions, numbers, lengths)
-        if check:
-            check_sheet(atoms.positions, numbers, lengths, z=positions[:, 2] if positions.shape[1] == 3 else None,
-                        what=str(path))
-        return atoms
+        return _load_npz(path, check)
     frame = read_frames(path, max_frames=1, takes="evaluate and rasterize take one")[0]
-    cell = check_sheet_atoms(frame, str(path)) if check else check_sheet_cell(frame, str(path))
-    return AtomsArrays(frame.positions, frame.numbers, (cell[0, 0], cell[1, 1]))
+    return AtomsArrays.from_ase(frame, str(path), check=check)
+
+
+def _load_npz(path: Path, check: bool) -> AtomsArrays:
+    """:func:`load_atoms` of a ``.npz`` written by :func:`save_atoms_npz` (or in its layout)."""
+    from ..raster import check_sheet
+    from ..raster._checks import check_lengths
+
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            positions, numbers, cell = d["positions"], d["numbers"], np.asarray(d["cell"], np.float64)
+    except (KeyError, ValueError, OSError, EOFError, MemoryError) as exc:
+        raise StructureError(f"{path} is not an ednn-dask atoms .npz ({type(exc).__name__}: {exc})") from None
+    if positions.ndim != 2 or positions.shape[1] not in (2, 3) or numbers.shape != positions.shape[:1]:
+        raise StructureError(f"{path}: positions must be (N, 2) or (N, 3) and numbers (N,), got "
+                             f"{positions.shape} and {numbers.shape}")
+    if cell.shape not in ((2,), (3,), (3, 3)):
+        raise StructureError(f"{path}: cell must hold [L_x, L_y] in Å, got shape {cell.shape}")
+    lengths_xy = check_lengths(np.diag(cell) if cell.ndim == 2 else cell[:2], str(path))
+    atoms = AtomsArrays(positions, numbers, lengths_xy)
+    if check:
+        check_sheet(atoms.positions, numbers, lengths_xy, z=positions[:, 2] if positions.shape[1] == 3 else None,
+                    what=str(path))
+    return atoms
