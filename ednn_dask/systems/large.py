@@ -3,8 +3,9 @@
 A 1 µm² porous graphene sheet has ~35 M atoms; building it through ASE
 ``Atoms`` and neighbour lists would be slow and memory hungry. Here sites of
 the honeycomb lattice are numbered ``((ix * ny + iy) * 4 + s)`` over the
-``nx × ny`` rectangular 4-site units (see :func:`ednn_dask.systems.sheets.hexagonal_sheet`,
-same site order), so each site's three neighbours are known by arithmetic.
+``nx × ny`` rectangular 4-site units (:func:`ednn_dask.systems.sheets.honeycomb_arrays`, the
+site order of :func:`~ednn_dask.systems.sheets.hexagonal_sheet`), so each site's three neighbours
+are known by arithmetic.
 
 Atoms are stored compactly as ``.npz``: ``positions`` (N, 2) float64 Å,
 ``numbers`` (N,) int16, ``cell`` (2,) Å ``[L_x, L_y]``, plus ``kind`` and ``seed``.
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..raster import AtomsArrays, StructureError
-from .sheets import A_LATTICE, EINSTEIN_K
+from .sheets import A_LATTICE, EINSTEIN_K, K_B, honeycomb_arrays
 
 __all__ = ["honeycomb_arrays", "porous_graphene_arrays", "save_atoms_npz", "load_atoms"]
 
@@ -29,22 +30,6 @@ _NEIGHBOURS = {
     2: ((0, 0, 1), (0, 0, 3), (1, 0, 3)),
     3: ((0, 0, 2), (-1, 0, 2), (0, 1, 0)),
 }
-
-
-def _unit_sites(a: float) -> np.ndarray:
-    d = a / _SQ3
-    return np.array([[0.0, 0.0], [a / 2, d / 2], [a / 2, 1.5 * d], [0.0, 2 * d]])
-
-
-def honeycomb_arrays(nx: int, ny: int, a: float = A_LATTICE) -> np.ndarray:
-    """Positions ``(4 nx ny, 2)`` of a graphene sheet of ``nx × ny`` units, in site order."""
-    ix = np.arange(nx, dtype=np.float64)[:, None, None]
-    iy = np.arange(ny, dtype=np.float64)[None, :, None]
-    unit = _unit_sites(a)
-    x = ix * a + unit[:, 0]
-    y = iy * a * _SQ3 + unit[:, 1]
-    x, y = np.broadcast_arrays(x, y)
-    return np.column_stack([x.ravel(), y.ravel()])
 
 
 def _neighbour_ids(nx: int, ny: int) -> np.ndarray:
@@ -115,7 +100,7 @@ def porous_graphene_arrays(
             break
         keep &= ~bad
     pos = pos[keep]
-    kT = 8.617333262e-5 * temperature
+    kT = K_B * temperature
     k = EINSTEIN_K["C"] if k_spring is None else float(k_spring)
     pos += rng.normal(0.0, np.sqrt(kT / k), pos.shape)
     pos %= np.array([Lx, Ly])
