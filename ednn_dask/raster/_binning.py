@@ -24,18 +24,18 @@ class BinnedAtoms:
     """Atoms sorted by the output chunk they fall in, with the chunk edges in pixels.
 
     ``atoms`` is an :class:`~ednn_dask.raster.AtomsArrays` (``positions`` (N, 2) and ``numbers``).
-    ``chunks`` is ``(chunk_y, chunk_x)`` (regular) or Dask-style ``((rows...), (cols...))`` pixel
+    ``chunks_yx`` is ``(chunk_y, chunk_x)`` (regular) or Dask-style ``((rows...), (cols...))`` pixel
     counts per chunk; ``registration`` (a :class:`~ednn_dask.raster._register.Registration`) moves the
     atoms first, block by block. ``xy`` and ``numbers`` are the (moved, wrapped) atoms in bin order,
     ``starts`` the first atom of each bin, ``edges`` the chunk edges (rows, cols) and ``reach`` the
     rings of bins (y, x) a stencil reaches.
     """
 
-    def __init__(self, atoms, grid: RasterGrid, chunks, cutoff: float = CUTOFF_SIGMAS * GAMMA,
+    def __init__(self, atoms, grid: RasterGrid, chunks_yx, cutoff: float = CUTOFF_SIGMAS * GAMMA,
                  registration=None):
         self.grid = grid
         self.edges = []
-        for n, ch in zip(grid.shape, chunks):
+        for n, ch in zip(grid.shape, chunks_yx):
             sizes = splits(n, ch) if np.isscalar(ch) else tuple(int(v) for v in ch)
             if sum(sizes) != n:
                 raise ValueError(f"chunks {sizes} do not cover {n} pixels")

@@ -100,20 +100,20 @@ def closest_pair(xy: np.ndarray, lengths_xy: Sequence[float], within: float,
     n = xy.shape[0]
     if n < 2:
         return None
-    nb = np.ceil(L / (within / np.sqrt(2.0))).astype(np.int64)  # bins along x, y
-    reach = np.ceil(within / (L / nb)).astype(np.int64)  # bins a close pair can be apart along x, y
-    nbx, nby = int(nb[0]), int(nb[1])
+    nb_xy = np.ceil(L / (within / np.sqrt(2.0))).astype(np.int64)  # bins along x, y
+    reach_xy = np.ceil(within / (L / nb_xy)).astype(np.int64)  # bins a close pair can be apart along x, y
+    nbx, nby = int(nb_xy[0]), int(nb_xy[1])
+    rx, ry = int(reach_xy[0]), int(reach_xy[1])
     if strips is None or strips.n != nby:
         strips = _Strips(xy, L[1], nby)
     band = max(1, (1 << 22) // nbx)  # rows per table
-    table = np.empty((band + int(reach[1])) * nbx, np.int32)
-    offsets = [(dx, dy) for dy in range(int(reach[1]) + 1) for dx in range(-int(reach[0]), int(reach[0]) + 1)
-               if dy > 0 or dx > 0]
-    small = bool((nb <= 2 * reach).any())
+    table = np.empty((band + ry) * nbx, np.int32)
+    offsets = [(dx, dy) for dy in range(ry + 1) for dx in range(-rx, rx + 1) if dy > 0 or dx > 0]
+    small = bool((nb_xy <= 2 * reach_xy).any())
     for r0 in range(0, nby, band):
         r1 = min(nby, r0 + band)
-        # atoms of the band's rows, then of the next reach[1] rows (wrapping): those only as neighbours
-        halo = [(r1 + k) % nby for k in range(int(reach[1]))]
+        # atoms of the band's rows, then of the next ry rows (wrapping): those only as neighbours
+        halo = [(r1 + k) % nby for k in range(ry)]
         ids = np.concatenate([strips.span(r0, r1), strips.atoms(*halo)])
         n_own = int(strips.starts[r1] - strips.starts[r0])
         if n_own == 0:
@@ -130,7 +130,7 @@ def closest_pair(xy: np.ndarray, lengths_xy: Sequence[float], within: float,
             a = shared[:1]
             return _pair(xy, ids, a, table[cell[a]], L, within)
         # table index of the bin dx along, wrapped; a step dy up is the same index in the table from row dy
-        base = {dx: by[:n_own] * nbx + (bx[:n_own] + dx) % nbx for dx in range(-int(reach[0]), int(reach[0]) + 1)}
+        base = {dx: by[:n_own] * nbx + (bx[:n_own] + dx) % nbx for dx in range(-rx, rx + 1)}
         for dx, dy in offsets:
             other = np.take(table[dy * nbx :], base[dx])
             a = np.flatnonzero(other >= 0)
