@@ -12,7 +12,7 @@ import numpy as np
 
 from ._gaussian import RasterGrid, rasterize
 
-__all__ = ["CHANNEL_MODES", "channel_numbers", "draw_channels"]
+__all__ = ["CHANNEL_MODES", "check_channels", "channel_numbers", "draw_channels"]
 
 #: "species": one channel per element, peaks of height Z;
 #: "z": the paper's single channel, sum over atoms of Z-weighted Gaussians.
