@@ -6,6 +6,8 @@ replaces a path only when it is such a store of the same kind and is
 neither an input of the run nor a folder holding one; anything else of
 the user's is left alone with one clear error. A run takes
 :class:`OutputLock` on its output first, so two runs never write one store.
+Files and stores are written at a temporary path beside their final one and
+renamed only when complete (:func:`atomic_path`).
 """
 from __future__ import annotations
 
@@ -15,14 +17,15 @@ import os
 import shutil
 import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from . import __version__
 from .errors import EDNNError
 
 __all__ = ["OutputError", "MARKER", "marker", "store_kind", "check_output", "check_file_output", "remove_store",
-           "OutputLock"]
+           "OutputLock", "temporary_path", "atomic_path"]
 
 #: Root attribute naming the writer of a store.
 MARKER = "ednn_dask"
@@ -131,6 +134,34 @@ def remove_store(path: str | os.PathLike, kind: str) -> None:
     if path.is_symlink() or store_kind(path) != kind:
         raise OutputError(f"refusing to delete {path}: not a {kind} store written by ednn-dask")
     shutil.rmtree(path)
+
+
+def temporary_path(path: str | os.PathLike) -> Path:
+    """Where :func:`atomic_path` writes ``path`` until it is complete: ``.tmp-<name>`` in the same folder."""
+    path = Path(path)
+    return path.with_name(f".tmp-{path.name}")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Write ``path`` all at once: yield :func:`temporary_path`, renamed to ``path`` when the block succeeds.
+
+    The block writes a file or a folder at the yielded path. When it returns, that is moved onto
+    ``path`` with ``os.replace`` (atomic within a file system: a reader sees the old or the new
+    content, never a part); when it raises (interrupts included), what it left there is removed and the
+    exception propagates. A folder does not replace an existing one: the block removes that one last
+    (e.g. with :func:`remove_store`).
+    """
+    tmp = temporary_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 class OutputLock:

@@ -96,7 +96,7 @@ def _cmd_rasterize(args) -> int:
     from .. import config
     from .._outputs import check_output
     from ..models import get_model
-    from ..raster._zarr import RASTER_KIND, rasterize_to_zarr
+    from ..raster import RASTER_KIND, rasterize_to_zarr
     from ..systems.large import load_atoms
 
     # the raster is drawn for a model: --model, else the one `evaluate` uses by default

@@ -34,8 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 from ase import Atoms
 
-from ..raster import raster_from_atoms
-from ..raster._register import HONEYCOMB, register_honeycomb
+from ..raster import HONEYCOMB, raster_from_atoms, register_honeycomb
 from ..reference import REFERENCE_NAME, tersoff_energy
 from ..systems import sheets as S
 

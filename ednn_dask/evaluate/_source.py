@@ -230,7 +230,7 @@ def atoms_source(path, meta: dict, target: int, unit: int) -> Source:
     """
     import dask.array as da
 
-    from ..raster import StructureError
+    from ..raster import StructureError, check_species
     from ..systems.large import load_atoms
     from ._worker import AtomsRef, raster_block
 
@@ -241,13 +241,9 @@ def atoms_source(path, meta: dict, target: int, unit: int) -> Source:
     try:
         atoms = load_atoms(path)
         grid = atoms.grid(spacing, lattice=inp.get("lattice"))
+        check_species(atoms.numbers, inp["species"])
     except (StructureError, ValueError) as exc:
         raise EvaluationError(str(exc)) from None
-    from ase.data import chemical_symbols
-
-    unknown = sorted({chemical_symbols[z] for z in np.unique(atoms.numbers)} - set(inp["species"]))
-    if unknown:
-        raise EvaluationError(f"species {', '.join(unknown)} not known to the model (known: {', '.join(inp['species'])})")
     f, c = int(meta["focus"]), int(meta["context"])
     H, W = grid.shape
     if H % f or W % f:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..raster._register import Registration
+from ..raster import Registration
 from ._errors import EvaluationError
 
 __all__ = ["ModelRef", "AtomsRef", "cached_model", "cached_atoms", "block_contributions", "preload"]
@@ -109,14 +109,12 @@ def cached_atoms(ref: AtomsRef):
     with _LOCK:
         hit = _CACHE.get(key)
         if hit is None:
-            from ase.data import atomic_numbers
-
-            from ..raster._gaussian import RasterGrid
+            from ..raster import channel_numbers
             from ..systems.large import load_atoms
 
             atoms = load_atoms(ref.path, check=False)  # the client checked it
-            grid = RasterGrid.for_cell(atoms.lengths_xy, ref.spacing)
-            species_z = [atomic_numbers[s] for s in ref.species] if ref.channels == "species" else None
+            grid = atoms.grid(ref.spacing)
+            species_z = channel_numbers(ref.species, ref.channels)
             hit = (atoms.bin(grid, ref.chunks, registration=ref.registration), species_z)
             _CACHE[key] = hit
         return hit
@@ -124,8 +122,7 @@ def cached_atoms(ref: AtomsRef):
 
 def raster_block(ref: AtomsRef, block_info=None, halo: int = 0) -> np.ndarray:
     """One raster chunk ``(C, h, w)`` drawn from the atoms near it (``halo`` px of context per side added)."""
-    from ..raster._gaussian import GAMMA
-    from ..raster._zarr import raster_chunk
+    from ..raster import GAMMA, raster_chunk
 
     binned, species_z = cached_atoms(ref)
     iy, ix = block_info[None]["chunk-location"][-2:]

@@ -1,48 +1,95 @@
-"""From ASE ``Atoms`` to rasters: cell checks and per-species channels."""
+"""The rasterizer's atoms: :class:`AtomsArrays`, compact arrays of a periodic orthorhombic sheet.
+
+Every path to a raster goes through this container: a small cell in memory
+(:func:`raster_from_atoms`), a large sheet chunk by chunk into Zarr
+(:func:`~ednn_dask.raster._store.rasterize_to_zarr`) or on the fly in the
+evaluator. ASE ``Atoms`` (user files, built cells) enter at
+:meth:`AtomsArrays.from_ase`, which checks the cell and the sheet; compact
+``.npz`` atoms enter at :func:`ednn_dask.systems.large.load_atoms`. On the
+container, one implementation each: the pixel grid (:meth:`AtomsArrays.grid`),
+the lattice registration (:meth:`AtomsArrays.registration`) and the binning
+by output chunk (:meth:`AtomsArrays.bin`).
+"""
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
-from ase import Atoms
 
-from ._checks import StructureError, check_lengths, check_sheet, sheet_grid
-from ._gaussian import GAMMA, RasterGrid, rasterize
+from ._binning import BinnedAtoms
+from ._channels import channel_numbers, check_channels, draw_channels
+from ._checks import StructureError, check_sheet, check_sheet_cell, check_species
+from ._gaussian import GAMMA, RasterGrid
+from ._grid import sheet_grid
+from ._register import Registration, registration
 
-__all__ = ["StructureError", "check_sheet_cell", "check_sheet_atoms", "grid_for_atoms", "raster_from_atoms",
-           "CHANNEL_MODES"]
-
-#: "species": one channel per element, peaks of height Z;
-#: "z": the paper's single channel, sum over atoms of Z-weighted Gaussians.
-CHANNEL_MODES = ("species", "z")
+__all__ = ["AtomsArrays", "check_sheet_atoms", "grid_for_atoms", "raster_from_atoms"]
 
 
-def check_sheet_cell(atoms: Atoms, what: str | None = None) -> np.ndarray:
-    """Refuse empty structures and cells that are not finite, periodic in x, y or orthorhombic; return the cell.
+class AtomsArrays:
+    """Compact atoms of an orthorhombic periodic sheet: what the grid, registration and binning read.
 
-    In-plane lengths must be positive (:func:`~ednn_dask.raster._checks.check_lengths`); ``what`` names
-    the structure in the message.
+    Parameters
+    ----------
+    positions : (N, 2 or 3) float array, Å
+        Only x and y are kept (float64, ``positions``).
+    numbers : (N,) int array
+        Atomic numbers (kept as int16).
+    lengths_xy : (L_x, L_y) in Å
+        The periodic in-plane cell.
+
+    Raises :class:`StructureError` for mismatched lengths, no atoms or
+    coordinates that are not finite; the sheet checks are
+    :func:`~ednn_dask.raster._checks.check_sheet`, run by :meth:`from_ase`
+    and :func:`ednn_dask.systems.large.load_atoms`.
     """
-    if len(atoms) == 0:
-        raise StructureError("structure has no atoms")
-    if not (atoms.pbc[0] and atoms.pbc[1]):
-        raise StructureError(f"cell must be periodic in x and y (pbc={atoms.pbc.tolist()})")
-    cell = np.asarray(atoms.cell)
-    if not np.isfinite(cell).all():
-        raise StructureError(f"cell contains NaN or infinite values: {cell.tolist()}")
-    off = [cell[0, 1], cell[0, 2], cell[1, 0], cell[1, 2], cell[2, 0], cell[2, 1]]
-    if np.max(np.abs(off)) > 1e-6 * max(1.0, np.abs(cell).max()):
-        raise StructureError(
-            "cell is not orthorhombic (the rasterizer needs a cell with axes along x, y, z; a hexagonal cell "
-            "becomes one with ase.build.make_supercell(atoms, [[1, 0, 0], [1, 2, 0], [0, 0, 1]])); "
-            f"cell = {cell.round(4).tolist()}"
-        )
-    check_lengths((cell[0, 0], cell[1, 1]), what)
-    return cell
+
+    def __init__(self, positions, numbers, lengths_xy):
+        self.positions = np.ascontiguousarray(np.asarray(positions, dtype=np.float64)[:, :2])
+        self.numbers = np.asarray(numbers, dtype=np.int16)
+        self.lengths_xy = (float(lengths_xy[0]), float(lengths_xy[1]))
+        if self.positions.shape[0] != self.numbers.shape[0]:
+            raise StructureError(f"{self.positions.shape[0]} positions but {self.numbers.shape[0]} atomic numbers")
+        if self.positions.shape[0] == 0:
+            raise StructureError("structure has no atoms")
+        if not np.isfinite(self.positions).all():
+            raise StructureError("atom positions contain NaN or infinite values")
+
+    @classmethod
+    def from_ase(cls, atoms, what: str | None = None, check: bool = True) -> "AtomsArrays":
+        """The atoms of an ASE ``Atoms``, after :func:`check_sheet_atoms` (``check``) or its cell checks alone.
+
+        ``what`` names the structure in messages (e.g. its file).
+        """
+        cell = check_sheet_atoms(atoms, what) if check else check_sheet_cell(atoms, what)
+        return cls(atoms.positions, atoms.numbers, (cell[0, 0], cell[1, 1]))
+
+    def registration(self, lattice: dict, what: str = "the sheet") -> Registration:
+        """The :class:`~ednn_dask.raster._register.Registration` that puts these atoms on ``lattice``.
+
+        ``what`` names the atoms in the error when they are not on it.
+        """
+        return registration(self.positions, self.numbers, lattice, what, self.lengths_xy)
+
+    def grid(self, spacing_yx: Sequence[float], tolerance: float = 1e-3, lattice: dict | None = None) -> RasterGrid:
+        """The pixel grid of the cell at ``spacing_yx`` (Å); a model's ``lattice`` makes a misfit's error specific.
+
+        Raises :class:`StructureError` when the cell is not a whole number of
+        pixels (see :func:`~ednn_dask.raster._grid.sheet_grid`).
+        """
+        return sheet_grid(self.lengths_xy, spacing_yx, tolerance, lattice, self.positions)
+
+    def bin(self, grid: RasterGrid, chunks_yx, registration: Registration | None = None) -> BinnedAtoms:
+        """Sort atoms into bins of one output chunk each (:class:`~ednn_dask.raster._binning.BinnedAtoms`).
+
+        ``chunks_yx`` is ``(chunk_y, chunk_x)`` or Dask-style ``((rows...), (cols...))``;
+        ``registration`` moves the atoms first, block by block, without a full copy of the positions.
+        """
+        return BinnedAtoms(self, grid, chunks_yx, registration=registration)
 
 
-def check_sheet_atoms(atoms: Atoms, what: str | None = None) -> np.ndarray:
-    """:func:`check_sheet_cell`, then :func:`~ednn_dask.raster._checks.check_sheet` on the atoms; return the cell.
+def check_sheet_atoms(atoms, what: str | None = None) -> np.ndarray:
+    """:func:`~ednn_dask.raster._checks.check_sheet_cell`, then ``check_sheet`` on an ASE ``Atoms``; return the cell.
 
     Raises :class:`StructureError` for what is not a physical sheet and warns
     (:class:`~ednn_dask.raster._checks.SheetWarning`) when atoms leave the plane.
@@ -54,9 +101,9 @@ def check_sheet_atoms(atoms: Atoms, what: str | None = None) -> np.ndarray:
     return cell
 
 
-def grid_for_atoms(atoms: Atoms, spacing_yx: Sequence[float], tolerance: float = 1e-3,
+def grid_for_atoms(atoms, spacing_yx: Sequence[float], tolerance: float = 1e-3,
                    lattice: dict | None = None) -> RasterGrid:
-    """Pixel grid of a periodic orthorhombic sheet at a fixed spacing, after :func:`check_sheet_atoms`.
+    """Pixel grid of a periodic orthorhombic sheet (ASE ``Atoms``) at a fixed spacing, after :func:`check_sheet_atoms`.
 
     Parameters
     ----------
@@ -71,12 +118,11 @@ def grid_for_atoms(atoms: Atoms, spacing_yx: Sequence[float], tolerance: float =
         If the structure is not a physical sheet (:func:`check_sheet_atoms`),
         or its cell not an integer number of pixels (within ``tolerance`` pixels).
     """
-    cell = check_sheet_atoms(atoms)
-    return sheet_grid((cell[0, 0], cell[1, 1]), spacing_yx, tolerance, lattice, atoms.positions)
+    return AtomsArrays.from_ase(atoms).grid(spacing_yx, tolerance, lattice)
 
 
 def raster_from_atoms(
-    atoms: Atoms,
+    atoms,
     spacing_yx: Sequence[float],
     species: Sequence[str] = ("B", "C", "N"),
     channels: str = "species",
@@ -84,7 +130,7 @@ def raster_from_atoms(
     tolerance: float = 1e-3,
     lattice: dict | None = None,
 ) -> np.ndarray:
-    """Rasterize a sheet: ``(C, ny, nx)`` float32.
+    """Rasterize a sheet in memory: ``(C, ny, nx)`` float32.
 
     Parameters
     ----------
@@ -103,24 +149,11 @@ def raster_from_atoms(
         :mod:`ednn_dask.raster._register`). Raises :class:`StructureError`
         if the atoms are not on it.
     """
-    if channels not in CHANNEL_MODES:
-        raise ValueError(f"channels must be one of {CHANNEL_MODES}, got {channels!r}")
-    grid = grid_for_atoms(atoms, spacing_yx, tolerance, lattice)
-    symbols = np.array(atoms.get_chemical_symbols())
-    unknown = sorted(set(symbols) - set(species))
-    if unknown:
-        raise StructureError(f"species {', '.join(unknown)} not known to the model (known: {', '.join(species)})")
-    pos = atoms.get_positions()
+    check_channels(channels)
+    arrays = AtomsArrays.from_ase(atoms)
+    grid = arrays.grid(spacing_yx, tolerance, lattice)
+    check_species(arrays.numbers, species)
+    xy = arrays.positions
     if lattice:
-        from ._register import register_honeycomb
-
-        pos = register_honeycomb(pos, atoms.numbers, (grid.lengths[1], grid.lengths[0]), lattice)
-    z = atoms.numbers.astype(np.float64)
-    if channels == "z":
-        return rasterize(pos, z, grid, gamma=gamma)[None]
-    out = np.zeros((len(species), *grid.shape), np.float32)
-    for k, el in enumerate(species):
-        sel = symbols == el
-        if sel.any():
-            out[k] = rasterize(pos[sel], z[sel], grid, gamma=gamma)
-    return out
+        xy = arrays.registration(lattice, "structure").apply(xy, grid.lengths_xy)
+    return draw_channels(xy, arrays.numbers, grid, channel_numbers(species, channels), gamma)

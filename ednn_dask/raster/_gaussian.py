@@ -51,6 +51,11 @@ class RasterGrid:
         """``(L_y, L_x)`` in Å."""
         return (self.shape[0] * self.spacing[0], self.shape[1] * self.spacing[1])
 
+    @property
+    def lengths_xy(self) -> tuple[float, float]:
+        """``(L_x, L_y)`` in Å: :attr:`lengths` in the order of positions and cells."""
+        return (self.shape[1] * self.spacing[1], self.shape[0] * self.spacing[0])
+
     @classmethod
     def for_cell(cls, lengths_xy, spacing_yx, tolerance: float = 1e-3) -> "RasterGrid":
         """Grid for a cell of ``(L_x, L_y)`` Å at a fixed pixel spacing ``(h_y, h_x)``.

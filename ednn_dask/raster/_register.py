@@ -35,6 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._checks import StructureError
+from ._grid import lattice_hint
+
 __all__ = ["HONEYCOMB", "Registration", "honeycomb_offset", "sublattice_imbalance", "register_honeycomb",
            "registration"]
 
@@ -137,8 +140,6 @@ def registration(xy: np.ndarray, numbers: np.ndarray, lattice: dict, what: str =
         If the atoms are not on that lattice (wrong lattice constant or
         orientation, or no lattice at all).
     """
-    from ._checks import StructureError, lattice_hint
-
     if lattice.get("kind") != "honeycomb":
         raise ValueError(f"unknown lattice kind {lattice.get('kind')!r}")
     a = float(lattice["a"])

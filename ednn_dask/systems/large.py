@@ -3,8 +3,9 @@
 A 1 µm² porous graphene sheet has ~35 M atoms; building it through ASE
 ``Atoms`` and neighbour lists would be slow and memory hungry. Here sites of
 the honeycomb lattice are numbered ``((ix * ny + iy) * 4 + s)`` over the
-``nx × ny`` rectangular 4-site units (see :func:`ednn_dask.systems.sheets.hexagonal_sheet`,
-same site order), so each site's three neighbours are known by arithmetic.
+``nx × ny`` rectangular 4-site units (:func:`ednn_dask.systems.sheets.honeycomb_arrays`, the
+site order of :func:`~ednn_dask.systems.sheets.hexagonal_sheet`), so each site's three neighbours
+are known by arithmetic.
 
 Atoms are stored compactly as ``.npz``: ``positions`` (N, 2) float64 Å,
 ``numbers`` (N,) int16, ``cell`` (2,) Å ``[L_x, L_y]``, plus ``kind`` and ``seed``.
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..raster._zarr import AtomsArrays
-from .sheets import A_LATTICE, EINSTEIN_K
+from ..raster import AtomsArrays, StructureError
+from .sheets import A_LATTICE, EINSTEIN_K, K_B, honeycomb_arrays
 
 __all__ = ["honeycomb_arrays", "porous_graphene_arrays", "save_atoms_npz", "load_atoms"]
 
@@ -29,22 +30,6 @@ _NEIGHBOURS = {
     2: ((0, 0, 1), (0, 0, 3), (1, 0, 3)),
     3: ((0, 0, 2), (-1, 0, 2), (0, 1, 0)),
 }
-
-
-def _unit_sites(a: float) -> np.ndarray:
-    d = a / _SQ3
-    return np.array([[0.0, 0.0], [a / 2, d / 2], [a / 2, 1.5 * d], [0.0, 2 * d]])
-
-
-def honeycomb_arrays(nx: int, ny: int, a: float = A_LATTICE) -> np.ndarray:
-    """Positions ``(4 nx ny, 2)`` of a graphene sheet of ``nx × ny`` units, in site order."""
-    ix = np.arange(nx, dtype=np.float64)[:, None, None]
-    iy = np.arange(ny, dtype=np.float64)[None, :, None]
-    unit = _unit_sites(a)
-    x = ix * a + unit[:, 0]
-    y = iy * a * _SQ3 + unit[:, 1]
-    x, y = np.broadcast_arrays(x, y)
-    return np.column_stack([x.ravel(), y.ravel()])
 
 
 def _neighbour_ids(nx: int, ny: int) -> np.ndarray:
@@ -115,7 +100,7 @@ def porous_graphene_arrays(
             break
         keep &= ~bad
     pos = pos[keep]
-    kT = 8.617333262e-5 * temperature
+    kT = K_B * temperature
     k = EINSTEIN_K["C"] if k_spring is None else float(k_spring)
     pos += rng.normal(0.0, np.sqrt(kT / k), pos.shape)
     pos %= np.array([Lx, Ly])
@@ -123,11 +108,12 @@ def porous_graphene_arrays(
 
 
 def save_atoms_npz(atoms: AtomsArrays, path: str | os.PathLike, **extra) -> Path:
-    """Write atoms compactly (written to a temporary name, then renamed)."""
+    """Write atoms compactly (at a temporary name, renamed when complete: :func:`~ednn_dask._outputs.atomic_path`)."""
+    from .._outputs import atomic_path
+
     path = Path(path)
-    tmp = path.with_name(f".tmp-{path.stem}.npz")
-    np.savez(tmp, positions=atoms.positions, numbers=atoms.numbers, cell=np.array(atoms.lengths_xy), **extra)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: numpy adds no ".npz" to the name
+        np.savez(fh, positions=atoms.positions, numbers=atoms.numbers, cell=np.array(atoms.lengths_xy), **extra)
     return path
 
 
@@ -150,31 +136,35 @@ def load_atoms(path: str | os.PathLike, check: bool = True) -> AtomsArrays:
     StructureError
         For anything the user can fix in the file, in one line.
     """
-    from ..raster import StructureError, check_sheet, check_sheet_atoms
-    from ..raster._atoms import check_sheet_cell
-    from ..raster._checks import check_lengths
     from .files import read_frames
 
     path = Path(path)
     if not path.exists():
         raise StructureError(f"structure file not found: {path}")
     if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as d:
-                positions, numbers, cell = d["positions"], d["numbers"], np.asarray(d["cell"], np.float64)
-        except (KeyError, ValueError, OSError, EOFError, MemoryError) as exc:
-            raise StructureError(f"{path} is not an ednn-dask atoms .npz ({type(exc).__name__}: {exc})") from None
-        if positions.ndim != 2 or positions.shape[1] not in (2, 3) or numbers.shape != positions.shape[:1]:
-            raise StructureError(f"{path}: positions must be (N, 2) or (N, 3) and numbers (N,), got "
-                                 f"{positions.shape} and {numbers.shape}")
-        if cell.shape not in ((2,), (3,), (3, 3)):
-            raise StructureError(f"{path}: cell must hold [L_x, L_y] in Å, got shape {cell.shape}")
-        lengths = check_lengths(np.diag(cell) if cell.ndim == 2 else cell[:2], str(path))
-        atoms = AtomsArrays(positions, numbers, lengths)
-        if check:
-            check_sheet(atoms.positions, numbers, lengths, z=positions[:, 2] if positions.shape[1] == 3 else None,
-                        what=str(path))
-        return atoms
+        return _load_npz(path, check)
     frame = read_frames(path, max_frames=1, takes="evaluate and rasterize take one")[0]
-    cell = check_sheet_atoms(frame, str(path)) if check else check_sheet_cell(frame, str(path))
-    return AtomsArrays(frame.positions, frame.numbers, (cell[0, 0], cell[1, 1]))
+    return AtomsArrays.from_ase(frame, str(path), check=check)
+
+
+def _load_npz(path: Path, check: bool) -> AtomsArrays:
+    """:func:`load_atoms` of a ``.npz`` written by :func:`save_atoms_npz` (or in its layout)."""
+    from ..raster import check_sheet
+    from ..raster._checks import check_lengths
+
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            positions, numbers, cell = d["positions"], d["numbers"], np.asarray(d["cell"], np.float64)
+    except (KeyError, ValueError, OSError, EOFError, MemoryError) as exc:
+        raise StructureError(f"{path} is not an ednn-dask atoms .npz ({type(exc).__name__}: {exc})") from None
+    if positions.ndim != 2 or positions.shape[1] not in (2, 3) or numbers.shape != positions.shape[:1]:
+        raise StructureError(f"{path}: positions must be (N, 2) or (N, 3) and numbers (N,), got "
+                             f"{positions.shape} and {numbers.shape}")
+    if cell.shape not in ((2,), (3,), (3, 3)):
+        raise StructureError(f"{path}: cell must hold [L_x, L_y] in Å, got shape {cell.shape}")
+    lengths_xy = check_lengths(np.diag(cell) if cell.ndim == 2 else cell[:2], str(path))
+    atoms = AtomsArrays(positions, numbers, lengths_xy)
+    if check:
+        check_sheet(atoms.positions, numbers, lengths_xy, z=positions[:, 2] if positions.shape[1] == 3 else None,
+                    what=str(path))
+    return atoms

@@ -22,6 +22,8 @@ __all__ = [
     "porous_graphene",
     "thermal_displacements",
     "EINSTEIN_K",
+    "K_B",
+    "honeycomb_arrays",
 ]
 
 #: Lattice constant of the hexagonal cells, in Å (paper: 2.5 Å for graphene and hBN alike).
@@ -33,6 +35,22 @@ A_LATTICE = 2.5
 EINSTEIN_K = {"C": 137.0, "B": 91.0, "N": 74.5}
 #: Cell height along z, in Å; sheets are planar so this only needs to exceed the potential's cutoff.
 VACUUM = 20.0
+#: Boltzmann constant in eV/K.
+K_B = 8.617333262e-5
+
+
+def honeycomb_arrays(nx: int, ny: int, a: float = A_LATTICE) -> np.ndarray:
+    """Positions ``(4 nx ny, 2)`` (Å) of the honeycomb sites of ``nx × ny`` rectangular units, in site order.
+
+    Site ``(ix * ny + iy) * 4 + s`` is site ``s`` of unit ``(ix, iy)``; sites 0 and 2 are sublattice A,
+    1 and 3 sublattice B.
+    """
+    d = a / np.sqrt(3.0)  # bond length
+    unit = np.array([[0.0, 0.0], [a / 2, d / 2], [a / 2, 1.5 * d], [0.0, 2 * d]])
+    ix = np.arange(nx, dtype=np.float64)[:, None, None]
+    iy = np.arange(ny, dtype=np.float64)[None, :, None]
+    x, y = np.broadcast_arrays(ix * a + unit[:, 0], iy * a * np.sqrt(3.0) + unit[:, 1])
+    return np.column_stack([x.ravel(), y.ravel()])
 
 
 def hexagonal_sheet(nx: int = 5, ny: int = 3, a: float = A_LATTICE, species=("C", "C")) -> Atoms:
@@ -53,13 +71,8 @@ def hexagonal_sheet(nx: int = 5, ny: int = 3, a: float = A_LATTICE, species=("C"
     ase.Atoms
         ``4 nx ny`` atoms, periodic in x and y, z = 0.
     """
-    d = a / np.sqrt(3.0)  # bond length
-    # A, B, A, B sublattices of the rectangular unit
-    unit = np.array([[0.0, 0.0], [a / 2, d / 2], [a / 2, 1.5 * d], [0.0, 2 * d]])
-    sub = [0, 1, 0, 1]
-    ix, iy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
-    shifts = np.stack([ix.ravel() * a, iy.ravel() * a * np.sqrt(3.0)], axis=1)
-    xy = (shifts[:, None, :] + unit[None]).reshape(-1, 2)
+    xy = honeycomb_arrays(nx, ny, a)
+    sub = [0, 1, 0, 1]  # A, B, A, B sublattices of the rectangular unit
     symbols = [species[s] for _ in range(nx * ny) for s in sub]
     pos = np.column_stack([xy, np.zeros(len(xy))])
     return Atoms(symbols, positions=pos, cell=[nx * a, ny * a * np.sqrt(3.0), VACUUM], pbc=[True, True, True])
@@ -206,7 +219,7 @@ def thermal_displacements(
         ≈ kT (0.086 eV at 1000 K; rms displacement 0.035 Å for C). A softer
         spring is unphysical: 25 eV/Å² gives 0.45 eV/atom at 1000 K.
     """
-    kT = 8.617333262e-5 * temperature
+    kT = K_B * temperature
     if k_spring is None:
         symbols = atoms.get_chemical_symbols()
         unknown = sorted(set(symbols) - set(EINSTEIN_K))

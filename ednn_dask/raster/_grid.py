@@ -1,0 +1,68 @@
+"""The pixel grid of a sheet at a model's spacing, with errors that say how to make the cell fit.
+
+The lattice constant in messages is the median bond length × √3
+(:func:`~ednn_dask.raster._neighbours.bond_lengths`); it is named when it
+differs from the model's by more than :data:`LATTICE_RTOL`, 1 %: thermal
+noise scatters the estimate of a 60-atom cell at 1000 K by up to 0.8 %, and
+2.46 Å (graphene's) is 1.6 % off.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ._checks import StructureError
+from ._gaussian import RasterGrid
+from ._neighbours import bond_lengths
+
+__all__ = ["LATTICE_RTOL", "lattice_hint", "sheet_grid"]
+
+#: Relative difference of lattice constants reported as "another lattice constant".
+LATTICE_RTOL = 0.01
+
+
+def lattice_hint(xy: np.ndarray, lengths_xy: Sequence[float], lattice: dict, lead: bool = True) -> str:
+    """Words on the sheet's own lattice constant when it differs from ``lattice["a"]``; "" otherwise.
+
+    ``lead`` starts them with the model's own lattice constant (for messages that do not name it).
+    """
+    if lattice.get("kind") != "honeycomb":
+        return ""
+    a = float(lattice["a"])
+    _, bond = bond_lengths(xy, lengths_xy)
+    if not np.isfinite(bond):
+        return ""
+    have = bond * np.sqrt(3.0)
+    if abs(have / a - 1) <= LATTICE_RTOL:
+        return ""
+    return ((f"the model was trained on a honeycomb with a = {a:g} Å, and " if lead else "")
+            + f"this sheet's bonds are {bond:.3f} Å long (a = {have:.3f} Å): scale the cell and positions by "
+            f"{a:g}/{have:.3f} = {a / have:.4f} (energies at another lattice constant are outside what the model "
+            f"learned)")
+
+
+def sheet_grid(lengths_xy: Sequence[float], spacing_yx: Sequence[float], tolerance: float = 1e-3,
+               lattice: dict | None = None, xy: np.ndarray | None = None) -> RasterGrid:
+    """The pixel grid of a cell at a model's spacing, or a :class:`StructureError` the user can act on.
+
+    With a model's ``lattice`` and the positions ``xy``, a cell that is not a
+    whole number of pixels is explained by the sheet's lattice constant when
+    it differs from the model's, or by the cell sizes that fit the model's
+    honeycomb when it does not.
+    """
+    try:
+        return RasterGrid.for_cell(lengths_xy, spacing_yx, tolerance)
+    except ValueError as exc:
+        if not lattice or xy is None or lattice.get("kind") != "honeycomb":
+            raise StructureError(str(exc)) from None
+    (Lx, Ly), (hy, hx) = lengths_xy, spacing_yx
+    head = (f"the cell ({Lx:.4g} x {Ly:.4g} Å) is {Lx / hx:.2f} x {Ly / hy:.2f} pixels at the model's spacing "
+            f"({hx:.4g} x {hy:.4g} Å), not a whole number")
+    hint = lattice_hint(xy, lengths_xy, lattice)
+    if not hint:
+        a = float(lattice["a"])
+        axis = lattice.get("zigzag_axis", "x")
+        hint = (f"a sheet on the model's honeycomb (a = {a:g} Å, zigzag along {axis}) has an orthogonal cell of "
+                f"whole multiples of {a:g} x {a * np.sqrt(3.0):.4g} Å")
+    raise StructureError(f"{head}; {hint}")
