@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from ..data.sheets import SHEET_SPACING, SPECIES, open_dataset, sample_structure
+from ..data.sheets import open_dataset
 from ..models import _schema
 from ..models.card import ModelCard
 from ..nn import EDNN, ConvSubnet, TileNet
