@@ -59,12 +59,12 @@ def _cmd_models(args) -> int:
         return 0
     for name, meta in models.items():
         card = ModelCard(meta, meta["path"])
-        spacing = meta.get("pixel_spacing", {})
+        spacing = list(card.pixel_spacing) if card.pixel_spacing else None
         print(name)
-        print(f"  file            {meta['path']}")
+        print(f"  file            {card.source}")
         print(f"  target          {card.target_name} [{card.units}]")
         print(f"  focus/context   f={card.focus} c={card.context} (tile {card.tile} px)")
-        print(f"  pixel spacing   {spacing.get('value')} {spacing.get('units', '')}")
+        print(f"  pixel spacing   {spacing} {card.pixel_spacing_units}")
         print(f"  reference       {card.description}")
         if lat := card.lattice:
             print(f"  lattice         {lat['kind']}, a = {lat['a']} Å, zigzag along {lat.get('zigzag_axis', 'x')}: "

@@ -151,9 +151,10 @@ def _cmd_train_sheets(args) -> int:
         pred = report.pop("pred_test")
         if args.plot:
             from ..data.sheets import open_dataset
+            from ..models.card import ModelCard
             from ..plots import parity_plot
 
-            test = open_dataset(args.test, meta["input"]["species"])
+            test = open_dataset(args.test, ModelCard(meta).species)
             parity_plot(test["energies"] / test["n_atoms"], np.asarray(pred) / test["n_atoms"], args.plot,
                         title=f"{args.name}: held-out {attrs['kind']} (f={args.focus}, c={args.context})",
                         units="eV/atom")

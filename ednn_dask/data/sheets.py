@@ -34,6 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 from ase import Atoms
 
+from ..errors import InputError
 from ..raster import HONEYCOMB, raster_from_atoms, register_honeycomb
 from ..reference import REFERENCE_NAME, tersoff_energy
 from ..systems import sheets as S
@@ -62,7 +63,7 @@ def sample_structure(kind: str, rng: np.random.Generator) -> Atoms:
     ``"porous-graphene"``: a 540-site graphene cell with random holes at 1000 K.
     """
     if kind not in KINDS:
-        raise ValueError(f"unknown dataset kind {kind!r}; choose from {', '.join(KINDS)}")
+        raise InputError(f"unknown dataset kind {kind!r}; choose from {', '.join(KINDS)}")
     lo, hi = _T_RANGE[kind]
     T = rng.uniform(lo, hi)
     if kind == "porous-graphene":
@@ -124,16 +125,16 @@ def generate_dataset(
     from .. import __version__
 
     if kind not in KINDS:
-        raise ValueError(f"unknown dataset kind {kind!r}; choose from {', '.join(KINDS)}")
+        raise InputError(f"unknown dataset kind {kind!r}; choose from {', '.join(KINDS)}")
     if n < 1 or n % block:
-        raise ValueError(f"n={n} must be a positive multiple of block={block}")
+        raise InputError(f"n={n} must be a positive multiple of block={block}")
     path = Path(path)
     attrs = {"kind": kind, "n": n, "seed": seed, "block": block}
     if path.exists():
         root = zarr.open_group(str(path), mode="r+")
         old = {k: root.attrs.get(k) for k in attrs}
         if old != attrs:
-            raise ValueError(f"{path} holds a different dataset {old}; choose another --out")
+            raise InputError(f"{path} holds a different dataset {old}; choose another --out")
     else:
         probe = _block((kind, seed, 0, 1))[1]["rasters"]
         root = zarr.open_group(str(path), mode="w")
@@ -192,20 +193,20 @@ def open_dataset(path: str | os.PathLike, species: Sequence[str] | None = None) 
 
     root = zarr.open_group(str(path), mode="r")
     if not root["done"][:].all():
-        raise ValueError(f"{path} is incomplete; run the same `ednn-dask dataset` command again to finish it")
+        raise InputError(f"{path} is incomplete; run the same `ednn-dask dataset` command again to finish it")
     attrs = dict(root.attrs)
     rasters = root["rasters"]
     if species is not None:
         missing = [s for s in species if s not in attrs["species"]]
         if missing:
-            raise ValueError(f"{path} has no channel for {', '.join(missing)} (has {', '.join(attrs['species'])})")
+            raise InputError(f"{path} has no channel for {', '.join(missing)} (has {', '.join(attrs['species'])})")
         keep = [attrs["species"].index(s) for s in species]
         dropped = [k for k in range(len(attrs["species"])) if k not in keep]
         numbers = root["numbers"][:]
         from ase.data import atomic_numbers
 
         if np.isin(numbers, [atomic_numbers[attrs["species"][k]] for k in dropped]).any():
-            raise ValueError(f"{path} contains species outside {', '.join(species)}")
+            raise InputError(f"{path} contains species outside {', '.join(species)}")
         out = np.empty((rasters.shape[0], len(keep), *rasters.shape[2:]), np.float32)
         for i in range(0, rasters.shape[0], 500):  # a block at a time: never the full 3-channel array
             out[i : i + 500] = rasters[i : i + 500][:, keep]

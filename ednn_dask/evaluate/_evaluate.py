@@ -27,6 +27,7 @@ from ._errors import EvaluationError
 from ._source import Source, aligned_chunks, open_raster, open_source
 from ._store import KIND, TileStore
 from ._worker import ModelRef, block_contributions, cached_model
+from ..models.card import ModelCard
 from ..models.inference import RunMode, resolve_mode
 
 __all__ = ["EvaluationError", "EvaluationResult", "Plan", "aligned_chunks", "evaluate", "open_raster",
@@ -84,7 +85,7 @@ class Plan:
     model_path: str
     model_bytes: bytes
     ref: ModelRef
-    meta: dict[str, Any]
+    card: ModelCard
     mode: RunMode
     source: Source
     array: Any
@@ -97,11 +98,11 @@ class Plan:
 
     @property
     def focus(self) -> int:
-        return int(self.meta["focus"])
+        return self.card.focus
 
     @property
     def context(self) -> int:
-        return int(self.meta["context"])
+        return self.card.context
 
     def provenance(self) -> dict[str, Any]:
         """What makes this run's numbers: a resumed store must have been made by the same."""
@@ -113,7 +114,7 @@ class Plan:
                if k in self.source.attrs}
         return {
             "input": {"kind": self.source.kind, "fingerprint": self.source.fingerprint},
-            "model": {"name": self.meta.get("name"), "sha256": self.ref.token},
+            "model": {"name": self.card.name, "sha256": self.ref.token},
             "options": {**self.mode.as_dict(), "tile_chunks": [list(self.out_chunks[0]), list(self.out_chunks[1])],
                         "registration": reg},
             "versions": {"ednn_dask": __version__, "torch": torch.__version__.split("+")[0]},
@@ -150,7 +151,7 @@ def plan_evaluation(
     data = Path(path).read_bytes()
     ref = ModelRef.from_path(path, data)
     loaded = cached_model(ref)
-    meta = loaded.metadata
+    card = loaded.card
     f, c = loaded.card.focus, loaded.card.context
     try:
         mode = resolve_mode(loaded, config.get("evaluate.halo-sharing", halo_sharing),
@@ -160,7 +161,7 @@ def plan_evaluation(
     target = int(config.get("evaluate.chunk", chunk))
     # with halo sharing, chunk edges fall on window edges: per-tile values do not depend on the chunking
     unit = mode.window if mode.halo_sharing else f
-    src = open_source(source, meta, target, unit)
+    src = open_source(source, card, target, unit)
     if out is not None:
         inputs = [p for p in (src.path, path) if p is not None]
         out = check_output(out, KIND, inputs=inputs, overwrite=overwrite)
@@ -173,7 +174,7 @@ def plan_evaluation(
         arr = arr.rechunk((C, aligned_chunks(H, unit, c, target), aligned_chunks(W, unit, c, target)))
     out_chunks = (tuple(s // f for s in arr.chunks[1]), tuple(s // f for s in arr.chunks[2]))
     n_atoms = n_atoms if n_atoms is not None else src.attrs.get("n_atoms")
-    return Plan(path, data, ref, meta, mode, src, arr, small, out_chunks,
+    return Plan(path, data, ref, card, mode, src, arr, small, out_chunks,
                 int(config.get("evaluate.split-every", split_every)), out, overwrite,
                 int(n_atoms) if n_atoms else None)
 
@@ -257,7 +258,7 @@ def run_plan(plan: Plan, client=None, scheduler: str | None = None, progress: bo
         return _run(plan, None, client, scheduler, progress)
     with OutputLock(plan.out):
         check_output(plan.out, KIND, overwrite=plan.overwrite)  # again, now that no other run can write it
-        store = TileStore.open(plan.out, plan.out_chunks, plan.focus, plan.source.attrs, plan.meta,
+        store = TileStore.open(plan.out, plan.out_chunks, plan.focus, plan.source.attrs, plan.card,
                                plan.provenance(), restart=plan.overwrite)
         return _run(plan, store, client, scheduler, progress)
 
@@ -336,15 +337,15 @@ def _run(plan: Plan, store: TileStore | None, client, scheduler, progress) -> Ev
         store.finish(value, plan.out)
     f = plan.focus
     _, H, W = plan.array.shape
-    n_atoms, meta, attrs = plan.n_atoms, plan.meta, plan.source.attrs
+    n_atoms, card, attrs = plan.n_atoms, plan.card, plan.source.attrs
     return EvaluationResult(
         total=value,
         per_atom=value / n_atoms if n_atoms else None,
         tiles=(H // f) * (W // f),
         pixels=H * W,
         seconds=seconds,
-        model=str(meta.get("name", Path(plan.model_path).stem)),
-        units=meta.get("target", {}).get("units", ""),
+        model=card.name,
+        units=card.units,
         n_atoms=n_atoms,
         out=str(plan.out) if plan.out is not None else None,
         extra={"chunks": [list(plan.array.chunks[1]), list(plan.array.chunks[2])], "focus": f,

@@ -186,14 +186,13 @@ def open_raster_source(source) -> Source:
 
 # ---------------------------------------------------------------- model checks
 
-def check_against_model(arr, attrs: dict, meta: dict, rtol: float = 1e-6) -> None:
-    """Channels, pixel spacing and size of a raster against the model's metadata."""
-    f = meta["focus"]
-    channels = meta["channels"]
+def check_against_model(arr, attrs: dict, card, rtol: float = 1e-6) -> None:
+    """Channels, pixel spacing and size of a raster against the model card's."""
+    f, channels = card.focus, card.channels
     if arr.shape[0] != channels:
-        hint = f" (rasterize it with --model {meta.get('name')})" if meta.get("input", {}).get("kind") == "raster" else ""
+        hint = f" (rasterize it with --model {card.name})" if card.takes_atoms else ""
         raise EvaluationError(f"raster has {arr.shape[0]} channels, the model expects {channels}{hint}")
-    want = meta.get("pixel_spacing", {}).get("value")
+    want = card.pixel_spacing
     have = attrs.get("spacing")
     if want is not None:
         if have is None:
@@ -221,7 +220,7 @@ def _file_digest(path: str) -> str:
     return h.hexdigest()
 
 
-def atoms_source(path, meta: dict, target: int, unit: int) -> Source:
+def atoms_source(path, card, target: int, unit: int) -> Source:
     """A lazy raster drawn chunk by chunk from a structure file, at the model's spacing.
 
     Chunks are multiples of ``unit`` (the focus, or the halo window) near
@@ -234,30 +233,27 @@ def atoms_source(path, meta: dict, target: int, unit: int) -> Source:
     from ..systems.large import load_atoms
     from ._worker import AtomsRef, raster_block
 
-    inp = meta.get("input", {})
-    if inp.get("kind") != "raster":
-        raise EvaluationError(f"model {meta.get('name')!r} does not take rasters of atoms")
-    spacing = meta["pixel_spacing"]["value"]
+    if not card.takes_atoms:
+        raise EvaluationError(f"model {card.name!r} does not take rasters of atoms")
+    settings = card.raster_settings()
+    spacing, lattice = settings.spacing, settings.lattice
     try:
         atoms = load_atoms(path)
-        grid = atoms.grid(spacing, lattice=inp.get("lattice"))
-        check_species(atoms.numbers, inp["species"])
+        grid = atoms.grid(spacing, lattice=lattice)
+        check_species(atoms.numbers, settings.species)
     except (StructureError, ValueError) as exc:
         raise EvaluationError(str(exc)) from None
-    f, c = int(meta["focus"]), int(meta["context"])
+    f, c = card.focus, card.context
     H, W = grid.shape
     if H % f or W % f:
         raise EvaluationError(f"sheet is {H}x{W} px at the model's spacing, not a multiple of the focus f={f}")
     chunks = (aligned_chunks(H, unit, c, target), aligned_chunks(W, unit, c, target))
-    channels = inp.get("channels", "species")
-    n_ch = len(inp["species"]) if channels == "species" else 1
-    lattice = inp.get("lattice")
     try:  # the model's training cells sit on one lattice origin and orientation: move the sheet there (exact)
         reg = atoms.registration(lattice) if lattice else None
     except StructureError as exc:
         raise EvaluationError(str(exc)) from None
-    ref = AtomsRef.from_path(path, spacing, inp["species"], channels, chunks, reg)
-    arr = da.map_blocks(raster_block, ref=ref, chunks=((n_ch,), *chunks), dtype=np.float32,
+    ref = AtomsRef.from_path(path, spacing, settings.species, settings.channels, chunks, reg)
+    arr = da.map_blocks(raster_block, ref=ref, chunks=((settings.n_channels,), *chunks), dtype=np.float32,
                         meta=np.empty((0, 0, 0), np.float32))
     attrs = {"spacing": list(spacing), "n_atoms": int(atoms.numbers.size), "cell": list(atoms.lengths_xy)}
     if lattice:
@@ -265,7 +261,7 @@ def atoms_source(path, meta: dict, target: int, unit: int) -> Source:
     return Source(arr, attrs, lambda: _file_digest(str(path)), path=str(path), atoms=ref, kind="atoms")
 
 
-def array_source(data, meta: dict) -> Source:
+def array_source(data, card) -> Source:
     """An in-memory or Dask array ``(C, H, W)`` or ``(H, W)``; arrays carry no spacing, so it is not checked."""
     import dask.array as da
 
@@ -273,17 +269,17 @@ def array_source(data, meta: dict) -> Source:
     arr = arr[None] if arr.ndim == 2 else arr
     if arr.ndim != 3 or 0 in arr.shape:
         raise EvaluationError(f"raster must be a non-empty (channel, y, x) array, got shape {arr.shape}")
-    attrs = {"spacing": meta.get("pixel_spacing", {}).get("value")}
+    attrs = {"spacing": list(card.pixel_spacing) if card.pixel_spacing else None}
     return Source(arr, attrs, lambda: hashlib.sha256(arr.name.encode()).hexdigest())
 
 
-def open_source(source, meta: dict, target: int, unit: int) -> Source:
-    """Any evaluator input as a :class:`Source`, checked against the model's metadata."""
+def open_source(source, card, target: int, unit: int) -> Source:
+    """Any evaluator input as a :class:`Source`, checked against the model card."""
     if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
-        src = atoms_source(source, meta, target, unit)  # drawn in final chunks: no rechunk
+        src = atoms_source(source, card, target, unit)  # drawn in final chunks: no rechunk
     elif isinstance(source, (str, os.PathLike)):
         src = open_raster_source(source)
     else:
-        src = array_source(source, meta)
-    check_against_model(src.array, src.attrs, meta)
+        src = array_source(source, card)
+    check_against_model(src.array, src.attrs, card)
     return src

@@ -66,7 +66,7 @@ class TileStore:
         return self._root
 
     @classmethod
-    def open(cls, out, out_chunks, focus: int, attrs: dict, meta: dict, provenance: dict[str, Any],
+    def open(cls, out, out_chunks, focus: int, attrs: dict, card, provenance: dict[str, Any],
              restart: bool = False) -> "TileStore":
         """Resume the unfinished run of ``out`` when its provenance matches, else start one.
 
@@ -90,10 +90,10 @@ class TileStore:
                     "to finish it, pass --overwrite to discard it, or choose another --out"
                 )
             shutil.rmtree(tmp)
-        return cls._create(tmp, out_chunks, focus, attrs, meta, provenance)
+        return cls._create(tmp, out_chunks, focus, attrs, card, provenance)
 
     @classmethod
-    def _create(cls, tmp: Path, out_chunks, focus, attrs, meta, provenance) -> "TileStore":
+    def _create(cls, tmp: Path, out_chunks, focus, attrs, card, provenance) -> "TileStore":
         import zarr
 
         root = zarr.open_group(str(tmp), mode="w")
@@ -108,10 +108,10 @@ class TileStore:
             coord = root.create_array(name, shape=(n,), chunks=(n,), dtype="float64", dimension_names=[name])
             coord[:] = (np.arange(n) * focus + focus / 2) * h  # tile-centre coordinates in Å
             coord.attrs.update({"units": "Å", "long_name": f"{name} of the focus-region centre"})
-        root["tiles"].attrs.update({"units": meta.get("target", {}).get("units", ""),
+        root["tiles"].attrs.update({"units": card.units,
                                     "long_name": "EDNN tile contribution", "focus_px": focus})
         tile_chunks = [list(out_chunks[0]), list(out_chunks[1])]
-        root.attrs.update({"tile_chunks": tile_chunks, "model": meta.get("name"), "complete": False,
+        root.attrs.update({"tile_chunks": tile_chunks, "model": card.name, "complete": False,
                            "provenance": provenance, **marker(KIND)})
         return cls(tmp, root)
 

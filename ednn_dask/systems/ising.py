@@ -15,6 +15,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from ..errors import InputError
+
 __all__ = ["T_CRITICAL", "ising_energy", "SwendsenWang", "sample_ising", "IsingDataset"]
 
 #: Onsager's critical temperature of the square-lattice Ising model, in J/k_B.
@@ -211,4 +213,4 @@ class IsingDataset:
             with np.load(path, allow_pickle=False) as d:
                 return cls(spins=d["spins"], energies=d["energies"], temperatures=d["temperatures"])
         except (KeyError, ValueError, EOFError) as exc:
-            raise ValueError(f"{path} is not an ednn-dask Ising dataset .npz ({exc})") from None
+            raise InputError(f"{path} is not an ednn-dask Ising dataset .npz ({exc})") from None

@@ -19,6 +19,8 @@ from typing import Sequence
 
 import torch
 
+from ..errors import InputError
+
 __all__ = [
     "check_tiling",
     "periodic_pad",
@@ -47,22 +49,22 @@ def check_tiling(spatial_shape: Sequence[int], focus: int, context: int) -> tupl
 
     Raises
     ------
-    ValueError
-        If ``f < 1``, ``c < 0``, a size is not positive, or a size is not a
+    InputError
+        (a ``ValueError``) If ``f < 1``, ``c < 0``, a size is not positive, or a size is not a
         multiple of ``f``; the message names the offending sizes.
     """
     if int(focus) != focus or focus < 1:
-        raise ValueError(f"focus f must be an integer >= 1, got {focus!r}")
+        raise InputError(f"focus f must be an integer >= 1, got {focus!r}")
     if int(context) != context or context < 0:
-        raise ValueError(f"context c must be an integer >= 0, got {context!r}")
+        raise InputError(f"context c must be an integer >= 0, got {context!r}")
     shape = tuple(int(s) for s in spatial_shape)
     if not 1 <= len(shape) <= 3:
-        raise ValueError(f"fields must have 1 to 3 spatial axes, got spatial shape {shape}")
+        raise InputError(f"fields must have 1 to 3 spatial axes, got spatial shape {shape}")
     if any(s <= 0 for s in shape):
-        raise ValueError(f"field has an empty spatial axis: spatial shape {shape}")
+        raise InputError(f"field has an empty spatial axis: spatial shape {shape}")
     bad = [s for s in shape if s % focus]
     if bad:
-        raise ValueError(
+        raise InputError(
             f"field size {'x'.join(map(str, shape))} is not a multiple of the focus f={focus} "
             f"(offending size(s): {', '.join(map(str, bad))})"
         )

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .. import _json
+from ..errors import InputError
 from ..models import _schema
 from ..nn import EDNN, DenseSubnet, TileNet
 from ..systems.ising import T_CRITICAL, IsingDataset, ising_energy, sample_ising
@@ -128,7 +129,7 @@ def train_ising(
     if cache is not None and cache.exists():
         data = IsingDataset.load(cache)
         if data.spins.shape[0] != n or data.spins.shape[1] != L:
-            raise ValueError(f"cached data {cache} has shape {data.spins.shape}, expected ({n}, {L}, {L})")
+            raise InputError(f"cached data {cache} has shape {data.spins.shape}, expected ({n}, {L}, {L})")
     else:
         data = IsingDataset.generate(n, L, seed=data_seed)
         if cache is not None:

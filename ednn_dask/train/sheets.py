@@ -10,6 +10,7 @@ import torch
 from ase import Atoms
 
 from ..data.sheets import open_dataset
+from ..errors import InputError
 from ..models import _schema
 from ..models.card import ModelCard
 from ..nn import EDNN, ConvSubnet, TileNet
@@ -62,7 +63,7 @@ def build_sheet_model(
     layers = SHEET_LAYERS
     if widths is not None:
         if len(widths) != len(SHEET_LAYERS):
-            raise ValueError(f"widths needs {len(SHEET_LAYERS)} filter counts, got {len(widths)}")
+            raise InputError(f"widths needs {len(SHEET_LAYERS)} filter counts, got {len(widths)}")
         layers = tuple((int(w), k, s) for w, (_, k, s) in zip(widths, SHEET_LAYERS))
     torch.manual_seed(seed)
     sub = ConvSubnet(channels, focus + 2 * context, layers, dense=tuple(dense), padding="valid", activation=activation)
@@ -113,7 +114,7 @@ class LatticeSymmetries:
 
     def __init__(self, spacing_yx: Sequence[float], lattice: dict):
         if lattice.get("kind") != "honeycomb" or lattice.get("zigzag_axis", "x") != "x":
-            raise ValueError(f"no lattice symmetries for {lattice!r}")
+            raise InputError(f"no lattice symmetries for {lattice!r}")
         a = float(lattice["a"])
         hy, hx = (float(h) for h in spacing_yx)
         ox = float(lattice.get("origin", (0.0, 0.0))[0])
@@ -134,7 +135,7 @@ class LatticeSymmetries:
 def _integer_pixels(length: float, h: float, what: str) -> int:
     k = length / h
     if abs(k - round(k)) > 1e-6:
-        raise ValueError(f"{what} is {k:.4f} pixels, not a whole number: no exact lattice symmetry at this spacing")
+        raise InputError(f"{what} is {k:.4f} pixels, not a whole number: no exact lattice symmetry at this spacing")
     return int(round(k))
 
 
@@ -148,13 +149,13 @@ def symmetries_for(attrs: dict, kind: str = "auto"):
         kind = "lattice" if attrs.get("lattice") else "mirrors"
     if kind == "lattice":
         if not attrs.get("lattice"):
-            raise ValueError("lattice symmetries need a registered dataset (attrs 'lattice')")
+            raise InputError("lattice symmetries need a registered dataset (attrs 'lattice')")
         return LatticeSymmetries(attrs["spacing"], attrs["lattice"]), kind
     if kind == "mirrors":
         return sheet_symmetries, kind
     if kind == "none":
         return None, kind
-    raise ValueError(f"unknown symmetries {kind!r}; choose auto, lattice, mirrors or none")
+    raise InputError(f"unknown symmetries {kind!r}; choose auto, lattice, mirrors or none")
 
 
 def predict_structures(model, structures: Sequence[Atoms]) -> np.ndarray:
@@ -296,11 +297,11 @@ def _init_from(model: EDNN, source: str, species: list[str], focus: int, context
     src = get_model(source)
     card = src.card
     if (card.focus, card.context) != (focus, context):
-        raise ValueError(f"--init-from {source}: f={card.focus}, c={card.context} differ from f={focus}, c={context}")
+        raise InputError(f"--init-from {source}: f={card.focus}, c={card.context} differ from f={focus}, c={context}")
     have = list(card.species)
     missing = [s for s in species if s not in have]
     if missing:
-        raise ValueError(f"--init-from {source} has no channel for {', '.join(missing)}")
+        raise InputError(f"--init-from {source} has no channel for {', '.join(missing)}")
     pick = [have.index(s) for s in species]
     state = src.halo_shared().tile_net.state_dict()
     state["subnet.features.0.weight"] = state["subnet.features.0.weight"][:, pick]

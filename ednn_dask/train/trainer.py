@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..nn import EDNN, TileNet
 from ..tiles import n_tiles, tile_field
 from .metrics import error_metrics
@@ -399,9 +400,9 @@ def _load_checkpoint(path: str | os.PathLike, device: torch.device) -> dict[str,
         state = torch.load(path, weights_only=True, map_location=device)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"cannot resume from {path}: not a checkpoint ednn-dask wrote ({first})") from None
+        raise InputError(f"cannot resume from {path}: not a checkpoint ednn-dask wrote ({first})") from None
     if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "epoch", "history"} <= set(state):
-        raise ValueError(f"cannot resume from {path}: not a checkpoint ednn-dask wrote (missing entries)")
+        raise InputError(f"cannot resume from {path}: not a checkpoint ednn-dask wrote (missing entries)")
     return state
 
 
