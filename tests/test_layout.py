@@ -85,3 +85,16 @@ def test_no_import_cycles_between_modules():
     for pkg, deps in packages.items():
         deps.discard(pkg)
     assert _cycles(packages) == [], "subpackages import each other"
+
+
+def test_modules_and_functions_stay_readable():
+    """No module over 450 lines, no function over 80: a newcomer reads one piece at a time."""
+    long_modules, long_functions = [], []
+    for path in ROOT.rglob("*.py"):
+        text = path.read_text()
+        if text.count("\n") > 450:
+            long_modules.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert long_modules == [] and long_functions == []
