@@ -178,7 +178,7 @@ def test_aligned_chunks():
 @pytest.mark.crosspath
 def test_on_the_fly_raster_from_atoms_equals_zarr_raster(tmp_path, small_model):
     """A structure file is rasterized chunk by chunk inside the evaluation: same total as a stored raster."""
-    from ednn_dask.raster._zarr import AtomsArrays, rasterize_to_zarr
+    from ednn_dask.raster import AtomsArrays, rasterize_to_zarr
     from ednn_dask.systems.large import porous_graphene_arrays, save_atoms_npz
 
     atoms = porous_graphene_arrays((50.0, 52.0), seed=2)

@@ -8,7 +8,7 @@ import zarr
 
 from ednn_dask.data.sheets import SHEET_SPACING
 from ednn_dask.raster import StructureError, raster_from_atoms
-from ednn_dask.raster._zarr import AtomsArrays, rasterize_to_zarr
+from ednn_dask.raster import AtomsArrays, rasterize_to_zarr
 from ednn_dask.systems import sheets as S
 from ednn_dask.systems.large import _neighbour_ids, honeycomb_arrays, load_atoms, porous_graphene_arrays, save_atoms_npz
 
@@ -53,7 +53,7 @@ def test_chunk_drawn_with_halo_equals_periodic_crop(chunk, halo):
     halos wider than a bin (chunk 40, halo 60: atoms two bins away) and wrap on every side.
     """
     from ednn_dask.raster._gaussian import GAMMA
-    from ednn_dask.raster._zarr import BinnedAtoms, raster_chunk
+    from ednn_dask.raster import BinnedAtoms, raster_chunk
     from ednn_dask.raster import RasterGrid
 
     rng = np.random.default_rng(1)

@@ -191,7 +191,7 @@ def test_missing_or_damaged_raster_chunks_are_refused(tmp_path, field, small_mod
 
 def test_rasterize_stores_every_chunk_and_marks_missing_ones(tmp_path):
     """A raster of ours has every chunk on disk, all-vacuum ones included, and NaN as the fill value."""
-    from ednn_dask.raster._zarr import AtomsArrays, rasterize_to_zarr
+    from ednn_dask.raster import AtomsArrays, rasterize_to_zarr
 
     atoms = AtomsArrays(np.array([[1.0, 1.0], [2.4, 1.0]]), [6, 6], (52.0, 52.0))  # two atoms, mostly vacuum
     out = rasterize_to_zarr(atoms, tmp_path / "v.zarr", (0.1, 0.1), species=("C",), chunk=128)

@@ -16,7 +16,7 @@ from ednn_dask.evaluate import evaluate
 from ednn_dask.models import save_model
 from ednn_dask.raster import StructureError, raster_from_atoms
 from ednn_dask.raster._register import HONEYCOMB, honeycomb_offset
-from ednn_dask.raster._zarr import AtomsArrays
+from ednn_dask.raster import AtomsArrays
 from ednn_dask.systems import sheets as S
 from ednn_dask.systems.large import load_atoms, save_atoms_npz
 from ednn_dask.train import TrainConfig

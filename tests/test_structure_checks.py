@@ -19,7 +19,7 @@ from ase.build import graphene, make_supercell
 from ednn_dask.data.sheets import sample_structure
 from ednn_dask.raster import SheetWarning, StructureError, check_sheet_atoms
 from ednn_dask.raster._checks import bond_lengths, closest_pair
-from ednn_dask.raster._zarr import AtomsArrays
+from ednn_dask.raster import AtomsArrays
 from ednn_dask.systems import sheets as S
 from ednn_dask.systems.files import read_frames, xyz_frame_sizes
 from ednn_dask.systems.large import load_atoms, porous_graphene_arrays, save_atoms_npz
