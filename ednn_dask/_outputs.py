@@ -25,7 +25,7 @@ from . import __version__
 from .errors import EDNNError
 
 __all__ = ["OutputError", "MARKER", "marker", "store_kind", "check_output", "check_file_output", "remove_store",
-           "OutputLock", "temporary_path", "atomic_path"]
+           "replace_store", "OutputLock", "temporary_path", "atomic_path"]
 
 #: Root attribute naming the writer of a store.
 MARKER = "ednn_dask"
@@ -164,6 +164,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def replace_store(new: str | os.PathLike, final: str | os.PathLike, kind: str) -> None:
+    """Move the complete store ``new`` onto ``final``, where an older store of ours of ``kind`` may stand.
+
+    The old store is renamed aside (``.old-<name>``) before the new one moves in and deleted after, so at
+    every moment ``final`` is the old store or the new one, never half of either; a store there that is
+    not ours is refused. An aside left by a run that died between the two renames is removed first.
+    """
+    new, final = Path(new), Path(final)
+    aside = final.with_name(f".old-{final.name}")
+    remove_store(aside, kind)
+    if not (final.exists() or final.is_symlink()):
+        os.replace(new, final)
+        return
+    if final.is_symlink() or store_kind(final) != kind:
+        raise OutputError(f"refusing to replace {final}: not a {kind} store written by ednn-dask")
+    os.replace(final, aside)
+    try:
+        os.replace(new, final)
+    except BaseException:
+        os.replace(aside, final)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 class OutputLock:
     """An exclusive lock on an output path, held while a run writes it.
 
@@ -182,7 +206,10 @@ class OutputLock:
         import fcntl
 
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError as exc:
+                raise OutputError(f"cannot lock {self.out}: {self.path} cannot be created ({exc.strerror})") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:

@@ -65,6 +65,20 @@ def test_per_tile_slots_follow_the_tile_index_in_the_field(ndim, grid, step):
     assert len(seen) == max(np.bincount(want.ravel())) * 2  # batches: the fullest slot, for both fields
 
 
+def test_no_fixed_tile_batch_runs_one_call():
+    calls = []
+
+    class Count(torch.nn.Module):
+        def forward(self, tiles):
+            calls.append(tiles.shape[0])
+            return tiles.flatten(1).sum(1)
+
+    model = EDNN(Count(), focus=1, context=0, tile_batch=0)
+    with torch.no_grad():
+        out = model(torch.ones(3, 1, 8, 10), per_tile=True)
+    assert calls == [240] and out.shape == (3, 8, 10)
+
+
 def test_3d_ednn_runs_with_dense_subnet():
     model = EDNN(TileNet(DenseSubnet((1, 4, 4, 4), (8,))), focus=2, context=1, ndim=3)
     out = model(torch.randn(2, 1, 4, 6, 2), per_tile=True)

@@ -270,3 +270,38 @@ def test_bad_arguments_are_one_line(cli, tmp_path, args, words):
 def test_bad_arguments_are_one_line_through_the_cli(tmp_path, args, words):
     one_error(run(*args, cwd=tmp_path), words)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_resumes_its_own_interrupted_run(tmp_path, raster, small_model, evaluate_cli):  # noqa: F811
+    """The same ``--overwrite`` command, interrupted and run again, resumes: finished chunks are reused."""
+    out = tmp_path / "t.zarr"
+    first = evaluate_cli(raster, small_model, "--out", out, "--chunk", "16", "--no-halo-sharing")
+    assert first.returncode == 0, first.stderr
+    again = evaluate_cli(raster, small_model, "--out", out, "--chunk", "16", "--no-halo-sharing", "--overwrite")
+    assert again.returncode == 0, again.stderr
+    partial = tmp_path / ".partial-t.zarr"
+    import shutil
+
+    shutil.copytree(out, partial)  # an interrupted --overwrite run: old map in place, unfinished one beside it
+    root = zarr.open_group(str(partial), mode="r+")
+    root["done"][0, 0] = False
+    root["tiles"][2:4, 0:2] = root["tiles"][2:4, 0:2] + 0.25  # a finished chunk, marked done: must be reused
+    resumed = evaluate_cli(raster, small_model, "--out", out, "--chunk", "16", "--no-halo-sharing", "--overwrite")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["total"] == pytest.approx(json.loads(first.stdout)["total"] + 4 * 0.25, rel=1e-12)
+    assert not partial.exists() and not (tmp_path / ".old-t.zarr").exists()
+
+
+def test_a_raster_replaced_at_the_same_path_is_read_afresh(tmp_path, field, small_model):  # noqa: F811
+    """Workers cache open stores: a store replaced at the same path within one process must not be read as the old."""
+    from ednn_dask.evaluate import evaluate
+
+    src = tmp_path / "r.zarr"
+    write_raster(src, field, chunks=(3, 16, 16))
+    a = evaluate(src, small_model, chunk=16, scheduler="synchronous")
+    import shutil
+
+    shutil.rmtree(src)
+    write_raster(src, np.tile(field, (1, 2, 1)), chunks=(3, 8, 8))  # other shape and chunks, same path
+    b = evaluate(src, small_model, chunk=16, scheduler="synchronous")
+    assert b.tiles == 2 * a.tiles and b.total == pytest.approx(2 * a.total, rel=1e-9)

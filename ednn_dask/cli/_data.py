@@ -1,7 +1,6 @@
 """``ednn-dask dataset``, ``make-sheet`` and ``rasterize``: data on disk."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -58,13 +57,15 @@ def add_commands(sub, common) -> None:
 def _cmd_dataset_ising(args) -> int:
     from ..systems.ising import IsingDataset
 
+    from .._outputs import atomic_path, check_file_output
+
     out = Path(args.out)
     if out.suffix != ".npz":
         raise InputError(f"--out must end in .npz, got {out}")
+    check_file_output(out, overwrite=True)  # its folder exists and is writable, before the sampling
     data = IsingDataset.generate(args.n, args.L, seed=args.seed)
-    tmp = out.with_name(f".{out.stem}.tmp.npz")
-    data.save(tmp)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:  # a file object: numpy adds no ".npz" to the name
+        data.save(fh)
     print(f"wrote {args.n} {args.L}x{args.L} configurations to {out}", file=sys.stderr)
     return 0
 
@@ -79,11 +80,13 @@ def _cmd_dataset_sheets(args) -> int:
 
 
 def _cmd_make_sheet(args) -> int:
+    from .._outputs import check_file_output
     from ..systems.large import porous_graphene_arrays, save_atoms_npz
 
     out = Path(args.out)
     if out.suffix != ".npz":
         raise InputError(f"--out must end in .npz (compact atoms), got {out}")
+    check_file_output(out, overwrite=True)  # its folder exists and is writable, before the sheet is built
     side = args.size_um * 1e4  # Å
     atoms = porous_graphene_arrays((side, side), seed=args.seed, temperature=args.temperature)
     save_atoms_npz(atoms, out, kind=args.kind, seed=args.seed)

@@ -334,7 +334,7 @@ def _run(plan: Plan, store: TileStore | None, client, scheduler, progress) -> Ev
         raise
     seconds = time.perf_counter() - t0
     if store is not None:
-        store.finish(value, plan.out)
+        store.finish(value, plan.out, plan.overwrite)
     f = plan.focus
     _, H, W = plan.array.shape
     n_atoms, card, attrs = plan.n_atoms, plan.card, plan.source.attrs

@@ -76,32 +76,54 @@ def aligned_chunks(size: int, focus: int, context: int, target: int) -> tuple[in
 
 # ---------------------------------------------------------------- Zarr rasters
 
-_NODES: dict[str, Any] = {}
+_NODES: dict[tuple, Any] = {}
 
 
-def _zarr_node(path: str):
-    """The raster array of the store at ``path`` (opened once per process)."""
-    node = _NODES.get(path)
+def _store_token(path: str, shape, chunks) -> tuple:
+    """What identifies the store a reader opens: path, shape, chunks and the array metadata file's inode and mtime.
+
+    Part of every read task, so a store replaced at the same path is opened afresh (and gets other Dask keys).
+    """
+    for meta in (Path(path) / "raster" / "zarr.json", Path(path) / "zarr.json"):
+        if meta.is_file():
+            st = meta.stat()
+            return (path, tuple(shape), tuple(chunks), st.st_ino, st.st_mtime_ns)
+    return (path, tuple(shape), tuple(chunks))
+
+
+def _zarr_node(token: tuple):
+    """The raster array of the store ``token`` names (opened once per process and store)."""
+    node = _NODES.get(token)
     if node is None:
         import zarr
 
-        node = zarr.open(path, mode="r")
+        node = zarr.open(token[0], mode="r")
         if isinstance(node, zarr.Group):
             node = node["raster"]
-        _NODES[path] = node
+        if tuple(node.shape) != token[1] or tuple(node.chunks) != token[2]:
+            raise EvaluationError(f"{token[0]} changed while it was being evaluated; run again")
+        _NODES[token] = node
     return node
 
 
-def _read_block(path: str, block_info=None) -> np.ndarray:
-    """One chunk of the raster at ``path``; a chunk that cannot be decoded is an input error, not a crash."""
+def _read_block(token: tuple, block_info=None) -> np.ndarray:
+    """One chunk of the raster ``token`` names; a chunk that cannot be decoded is an input error, not a crash.
+
+    Errors of the machine rather than of the file (memory, I/O, a stale file handle) pass through, so an
+    interrupted run keeps its finished chunks for resuming.
+    """
     loc = block_info[None]["array-location"]
     try:
-        block = _zarr_node(path)[tuple(slice(a, b) for a, b in loc)]
-    except Exception as exc:  # codecs and stores raise many types for a corrupt chunk
+        block = np.asarray(_zarr_node(token)[tuple(slice(a, b) for a, b in loc)])
+    except (EvaluationError, MemoryError, OSError):
+        raise
+    except Exception as exc:  # codecs raise many types for a corrupt chunk
         where = " x ".join(f"{a}:{b}" for a, b in loc)
-        raise EvaluationError(f"cannot read pixels [{where}] of {path} "
+        raise EvaluationError(f"cannot read pixels [{where}] of {token[0]} "
                               f"({type(exc).__name__}: {exc}); the raster is damaged") from None
-    return np.asarray(block)
+    if block.shape != tuple(b - a for a, b in loc):
+        raise EvaluationError(f"{token[0]} changed while it was being evaluated; run again")
+    return block
 
 
 def _chunk_listing(root: Path) -> list[tuple[str, int, int]]:
@@ -175,7 +197,7 @@ def open_raster_source(source) -> Source:
             "its fill value); re-create the raster (ednn-dask rasterize stores every chunk)"
         )
     _check_attrs(path, attrs)
-    arr = da.map_blocks(_read_block, Path(path).absolute().as_posix(),
+    arr = da.map_blocks(_read_block, _store_token(Path(path).absolute().as_posix(), shape, chunks),
                         chunks=da.core.normalize_chunks(chunks, shape), dtype=dtype,
                         meta=np.empty((0,) * len(shape), dtype))
     if arr.ndim == 2:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .._outputs import marker, remove_store, store_kind
+from .._outputs import marker, replace_store, store_kind
 from ._errors import EvaluationError
 
 __all__ = ["TileStore", "KIND", "partial_path"]
@@ -70,8 +70,9 @@ class TileStore:
              restart: bool = False) -> "TileStore":
         """Resume the unfinished run of ``out`` when its provenance matches, else start one.
 
-        ``restart`` discards an unfinished run of ours whatever made it;
-        without it a mismatch is refused. The caller holds the output lock
+        ``restart`` discards an unfinished run of ours that another input,
+        model or options made; without it such a mismatch is refused. A
+        matching unfinished run is always resumed. The caller holds the output lock
         and has checked ``out`` itself (:func:`ednn_dask._outputs.check_output`).
         """
         import zarr
@@ -81,10 +82,10 @@ class TileStore:
             if store_kind(tmp) != KIND:
                 raise EvaluationError(f"{tmp} is in the way and is not a tile map written by ednn-dask; remove it")
             root = zarr.open_group(str(tmp), mode="r+")
+            diff = _differences(dict(root.attrs.get("provenance", {})), provenance)
+            if not diff:
+                return cls(tmp, root)  # resume the interrupted run (with --overwrite too: the same command again)
             if not restart:
-                diff = _differences(dict(root.attrs.get("provenance", {})), provenance)
-                if not diff:
-                    return cls(tmp, root)  # resume the interrupted run
                 raise EvaluationError(
                     f"{out} has an unfinished run made with a different {', '.join(diff)}; re-run that command "
                     "to finish it, pass --overwrite to discard it, or choose another --out"
@@ -131,11 +132,18 @@ class TileStore:
         if self.path.name.startswith(".partial-"):
             shutil.rmtree(self.path, ignore_errors=True)
 
-    def finish(self, total: float, final: Path) -> None:
-        """Record the total and move the store to ``final`` (an older store of ours there is replaced)."""
+    def finish(self, total: float, final: Path, overwrite: bool = False) -> None:
+        """Record the total and move the store to ``final``.
+
+        An older tile map of ours at ``final`` is replaced only with ``overwrite`` (and then atomically:
+        :func:`ednn_dask._outputs.replace_store`); anything else there is refused and this run's
+        store stays where it is, to be resumed.
+        """
         self.root.attrs.update({"complete": True, "total": total})
-        remove_store(final, KIND)  # only a tile map of ours (the caller checked that --overwrite was given)
-        os.replace(self.path, final)
+        if final.exists() and not overwrite:
+            raise EvaluationError(f"{final} appeared while this run was writing it; the finished map is in "
+                                  f"{self.path}: move it yourself or run again with --overwrite")
+        replace_store(self.path, final, KIND)
         self.path, self._root = final, None
 
     def _span(self, iy, ix):

@@ -213,7 +213,8 @@ class EDNN(nn.Module):
             out = torch.cat([self.tile_net(flat[i : i + step]) for i in range(0, flat.shape[0], step)])
         else:
             origin = tuple(tile_origin) if tile_origin is not None else (0,) * self.ndim
-            out = self._slotted_batches(flat, batch_grid, origin, step)
+            # no fixed batch size (tile_batch 0 or None): one call over every tile, no slots to keep
+            out = self._slotted_batches(flat, batch_grid, origin, step) if self.tile_batch else self.tile_net(flat)
         return out.reshape(batch_grid)
 
     def _shared_windows(self, padded: torch.Tensor) -> torch.Tensor:

@@ -115,9 +115,10 @@ def _write(lazy, out: Path, shape, chunks, progress: bool, scheduler, meta: dict
     import dask.array as da
     import zarr
 
-    from .._outputs import atomic_path, marker, remove_store
+    from .._outputs import marker, replace_store, temporary_path
 
-    with atomic_path(out) as tmp:
+    tmp = temporary_path(out)
+    try:
         root = zarr.open_group(str(tmp), mode="w", attributes=marker(RASTER_KIND))
         arr = root.create_array(
             "raster",
@@ -138,4 +139,7 @@ def _write(lazy, out: Path, shape, chunks, progress: bool, scheduler, meta: dict
                 dask.compute(store, scheduler=scheduler)
         else:
             dask.compute(store, scheduler=scheduler)
-        remove_store(out, RASTER_KIND)  # only a raster of ours, and only once the new one is complete
+        replace_store(tmp, out, RASTER_KIND)  # only a raster of ours, and only once the new one is complete
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
