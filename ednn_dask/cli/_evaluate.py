@@ -39,7 +39,8 @@ def add_commands(sub, common) -> None:
                     help="bfloat16 autocast of the conv stack (needs halo sharing; see docs/evaluate.md for its error)")
     ev.add_argument("--out", help="write the tile-contribution map (xarray-readable Zarr, coordinates in Å)")
     ev.add_argument("--overwrite", action="store_true",
-                    help="replace an --out tile map (and --png) written by ednn-dask, or discard its unfinished run")
+                    help="replace an --out tile map written by ednn-dask and an existing --png; discard an unfinished run "
+                    "there that another input, model or options made")
     ev.add_argument("--png", help="energy-density map PNG (needs --out)")
     ev.add_argument("--json", action="store_true", help="print only a JSON summary")
     ev.add_argument("--quiet", action="store_true")
