@@ -305,3 +305,27 @@ def test_a_raster_replaced_at_the_same_path_is_read_afresh(tmp_path, field, smal
     write_raster(src, np.tile(field, (1, 2, 1)), chunks=(3, 8, 8))  # other shape and chunks, same path
     b = evaluate(src, small_model, chunk=16, scheduler="synchronous")
     assert b.tiles == 2 * a.tiles and b.total == pytest.approx(2 * a.total, rel=1e-9)
+
+
+def test_a_failed_rasterize_leaves_nothing_behind(tmp_path, monkeypatch):
+    """A chunk fails while others still run: clean-up waits for them, so no half-written store is left in the way."""
+    import time
+
+    import ednn_dask.raster._store as store
+    from ednn_dask.systems.large import porous_graphene_arrays
+
+    real = store.raster_chunk
+
+    def chunk(binned, iy, ix, *args, **kwargs):
+        if (iy, ix) == (0, 0):
+            raise RuntimeError("disk on fire")
+        time.sleep(0.5)  # still drawing when the failure is raised
+        return real(binned, iy, ix, *args, **kwargs)
+
+    monkeypatch.setattr(store, "raster_chunk", chunk)
+    atoms = porous_graphene_arrays((40.0, 40.0), seed=1)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        store.rasterize_to_zarr(atoms, tmp_path / "r.zarr", (0.10825317547305482, 0.10416666666666667), ("C",),
+                                chunk=96, lattice=None)
+    time.sleep(1.0)  # a task still running would write its chunk into the deleted store by now
+    assert list(tmp_path.iterdir()) == []

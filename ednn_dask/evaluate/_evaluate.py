@@ -363,10 +363,6 @@ def _compute(total, client, scheduler, progress) -> float:
 
             dprogress(fut)
         return float(fut.result())
-    sched = scheduler or config.get("evaluate.scheduler")
-    if progress:
-        from dask.diagnostics import ProgressBar
+    from .._compute import compute_local
 
-        with ProgressBar():
-            return float(total.compute(scheduler=sched))
-    return float(total.compute(scheduler=sched))
+    return float(compute_local(total, scheduler or config.get("evaluate.scheduler"), progress))

@@ -111,10 +111,10 @@ def _clear_leftover(out: Path) -> None:
 
 def _write(lazy, out: Path, shape, chunks, progress: bool, scheduler, meta: dict) -> None:
     """Store ``lazy`` into a new raster with attrs ``meta`` beside ``out``, then move it to ``out``."""
-    import dask
     import dask.array as da
     import zarr
 
+    from .._compute import compute_local
     from .._outputs import marker, replace_store, temporary_path
 
     tmp = temporary_path(out)
@@ -131,14 +131,7 @@ def _write(lazy, out: Path, shape, chunks, progress: bool, scheduler, meta: dict
         )
         arr.attrs.update(meta)
         root.attrs.update(meta)
-        store = da.store(lazy, arr, lock=False, compute=False)
-        if progress:
-            from dask.diagnostics import ProgressBar
-
-            with ProgressBar():
-                dask.compute(store, scheduler=scheduler)
-        else:
-            dask.compute(store, scheduler=scheduler)
+        compute_local(da.store(lazy, arr, lock=False, compute=False), scheduler, progress)
         replace_store(tmp, out, RASTER_KIND)  # only a raster of ours, and only once the new one is complete
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
