@@ -59,6 +59,12 @@ def _related(a: Path, b: Path) -> bool:
     return a == b or a in b.parents or b in a.parents
 
 
+def _check_not_an_input(out, resolved: Path, inputs: Iterable[str | os.PathLike]) -> None:
+    for source in inputs:
+        if _related(resolved, Path(source).expanduser().resolve()):
+            raise OutputError(f"output {out} would overwrite the input {source}; choose another output path")
+
+
 def check_output(out: str | os.PathLike, kind: str, inputs: Iterable[str | os.PathLike] = (),
                  overwrite: bool = False) -> Path:
     """Check that ``out`` may be written by a run reading ``inputs``; return it resolved.
@@ -75,10 +81,7 @@ def check_output(out: str | os.PathLike, kind: str, inputs: Iterable[str | os.Pa
     """
     path = Path(out).expanduser().absolute()
     resolved = path.resolve()
-    for source in inputs:
-        src = Path(source).expanduser().resolve()
-        if _related(resolved, src):
-            raise OutputError(f"output {out} would overwrite the input {source}; choose another output path")
+    _check_not_an_input(out, resolved, inputs)
     if path.exists() or path.is_symlink():
         if not overwrite:
             raise OutputError(f"{out} exists; remove it or pass --overwrite")
@@ -115,9 +118,7 @@ def check_file_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike
     path = Path(out).expanduser().absolute()
     if suffix and path.suffix.lower() != suffix:
         raise OutputError(f"{out}: the file name must end in {suffix}")
-    for source in inputs:
-        if _related(path.resolve(), Path(source).expanduser().resolve()):
-            raise OutputError(f"output {out} would overwrite the input {source}; choose another output path")
+    _check_not_an_input(out, path.resolve(), inputs)
     if path.is_dir():
         raise OutputError(f"{out} is a folder; give a file name")
     if path.exists() and not overwrite:
@@ -149,8 +150,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     The block writes a file or a folder at the yielded path. When it returns, that is moved onto
     ``path`` with ``os.replace`` (atomic within a file system: a reader sees the old or the new
     content, never a part); when it raises (interrupts included), what it left there is removed and the
-    exception propagates. A folder does not replace an existing one: the block removes that one last
-    (e.g. with :func:`remove_store`).
+    exception propagates. For files; a store (a folder) replaces an older one with :func:`replace_store`.
     """
     tmp = temporary_path(path)
     try:

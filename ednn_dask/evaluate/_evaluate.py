@@ -110,8 +110,7 @@ class Plan:
 
         from .. import __version__
 
-        reg = {k: self.source.attrs[k] for k in ("registration_shift", "registration_mirror_y")
-               if k in self.source.attrs}
+        reg = self.source.registration
         return {
             "input": {"kind": self.source.kind, "fingerprint": self.source.fingerprint},
             "model": {"name": self.card.name, "sha256": self.ref.token},
@@ -337,7 +336,7 @@ def _run(plan: Plan, store: TileStore | None, client, scheduler, progress) -> Ev
         store.finish(value, plan.out, plan.overwrite)
     f = plan.focus
     _, H, W = plan.array.shape
-    n_atoms, card, attrs = plan.n_atoms, plan.card, plan.source.attrs
+    n_atoms, card = plan.n_atoms, plan.card
     return EvaluationResult(
         total=value,
         per_atom=value / n_atoms if n_atoms else None,
@@ -351,7 +350,7 @@ def _run(plan: Plan, store: TileStore | None, client, scheduler, progress) -> Ev
         extra={"chunks": [list(plan.array.chunks[1]), list(plan.array.chunks[2])], "focus": f,
                "context": plan.context, "halo_sharing": plan.mode.halo_sharing, "bf16": plan.mode.bf16,
                "channels_last": plan.mode.channels_last,
-               **{k: attrs[k] for k in ("registration_shift", "registration_mirror_y") if k in attrs}},
+               **plan.source.registration},
     )
 
 

@@ -48,6 +48,11 @@ class Source:
     _fingerprint: str | None = field(default=None, repr=False)
 
     @property
+    def registration(self) -> dict[str, Any]:
+        """The lattice registration applied to the atoms (``registration_shift``, ``registration_mirror_y``), if any."""
+        return {k: self.attrs[k] for k in ("registration_shift", "registration_mirror_y") if k in self.attrs}
+
+    @property
     def fingerprint(self) -> str:
         """sha256 identifying the content, computed on first use (only runs that write ``--out`` need it)."""
         if self._fingerprint is None:
