@@ -48,7 +48,7 @@ def test_per_tile_slots_follow_the_tile_index_in_the_field(ndim, grid, step):
 
     origin = (3, 1, 2)[:ndim]
     p = slot_pattern(step, ndim)
-    model = EDNN(Record(), focus=1, context=0, ndim=ndim, tile_batch=step)
+    model = EDNN(Record(), focus=1, context=0, ndim=ndim, tile_batch=step).eval()
     n = int(np.prod(grid))
     ids = torch.arange(1, 2 * n + 1, dtype=torch.float32).reshape(2, 1, *grid)  # two fields in one batch
     with torch.no_grad():
@@ -73,7 +73,7 @@ def test_no_fixed_tile_batch_runs_one_call():
             calls.append(tiles.shape[0])
             return tiles.flatten(1).sum(1)
 
-    model = EDNN(Count(), focus=1, context=0, tile_batch=0)
+    model = EDNN(Count(), focus=1, context=0, tile_batch=0).eval()
     with torch.no_grad():
         out = model(torch.ones(3, 1, 8, 10), per_tile=True)
     assert calls == [240] and out.shape == (3, 8, 10)

@@ -54,24 +54,23 @@ def test_not_offered_where_inexact():
 
 
 def test_bf16_touches_only_the_subnet():
+    from ednn_dask.nn.program import FieldProgram
+
     torch.manual_seed(3)
     f, c = 8, 4
     sub = ConvSubnet(3, f + 2 * c, [(4, 3, 2), (6, 3, 1)], dense=(8,), padding="valid")
     net = TileNet(sub, offset=-2.0, scale=0.0, focus_baseline=(f, c, 3)).eval()
     net.focus_weights.copy_(torch.tensor([-7.4, -3.1, 1.7]))
-    model = EDNN(net, f, c, halo_sharing=True).eval()
+    fp32 = EDNN(FieldProgram(net.field_net(f), f, c), f, c, halo_sharing=True).eval()
+    bf16 = EDNN(FieldProgram(net.field_net(f), f, c, bf16=True), f, c, halo_sharing=True).eval()
     x = torch.rand(2, 3, 40, 48) * 5
     with torch.no_grad():
-        ref = model(x)
-        net.autocast_dtype = torch.bfloat16
-        low = model(x)
+        ref, low = fp32(x), bf16(x)
     # scale 0: only offset + baseline remain, which bf16 must leave exactly as in float32
     torch.testing.assert_close(low, ref, rtol=1e-12, atol=0)
     net.scale.fill_(1.0)
     with torch.no_grad():
-        low = model(x)
-        net.autocast_dtype = None
-        ref = model(x)
+        ref, low = fp32(x), bf16(x)
     assert not torch.equal(low, ref)  # the subnet did run in bf16
     torch.testing.assert_close(low, ref, rtol=0, atol=0.05 * float(ref.abs().max()))
 
@@ -118,16 +117,19 @@ def test_loaded_model_predict_chooses_halo_sharing():
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 def test_channels_last_equals_nchw(dtype, tol):
     """The NHWC layout changes kernels, not arithmetic: same contributions to round-off, input left untouched."""
+    from ednn_dask.nn.program import FieldProgram
+
     torch.manual_seed(3)
     sub = ConvSubnet(3, 24, [(4, 3, 2), (6, 3, 1)], dense=(8,), padding="valid").to(dtype)
     net = TileNet(sub, offset=-1.0, scale=0.7, focus_baseline=(8, 8, 3)).to(dtype).eval()
     net.focus_weights.normal_()
     x = torch.rand(2, 3, 40, 48, dtype=dtype)
+    program = FieldProgram(net.field_net(8), 8, 8)
+    nhwc_program = program.with_options(channels_last=True)
+    assert nhwc_program.program.tile_net.subnet.features[0].weight.is_contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        nchw = EDNN(net, 8, 8, halo_window=16).eval()(x, per_tile=True)
-        net.use_channels_last()
-        assert net.channels_last and net.subnet.features[0].weight.is_contiguous(memory_format=torch.channels_last)
-        nhwc = EDNN(net, 8, 8, halo_window=16).eval()(x, per_tile=True)
+        nchw = EDNN(program, 8, 8, halo_window=16).eval()(x, per_tile=True)
+        nhwc = EDNN(nhwc_program, 8, 8, halo_window=16).eval()(x, per_tile=True)
     assert x.is_contiguous()
     torch.testing.assert_close(nhwc, nchw, rtol=tol, atol=tol)
-    assert not net.use_channels_last(False).subnet.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not net.subnet.features[0].weight.is_contiguous(memory_format=torch.channels_last)  # a copy was converted

@@ -16,6 +16,13 @@ def add_commands(sub, common) -> None:
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=_cmd_models)
 
+    up = sub.add_parser("upgrade-model", parents=[common],
+                        help="re-save a model file of an older format in the current one (same weights, checked)")
+    up.add_argument("model", help="model file to read")
+    up.add_argument("out", help="model file to write (.pt2 or .pt)")
+    up.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    up.set_defaults(func=_cmd_upgrade_model)
+
     pr = sub.add_parser("predict", parents=[common], help="predict totals with a model")
     pr.add_argument("model", help="bundled model name (e.g. ising) or model file path")
     pr.add_argument("input", help="Ising models: .npy array (N, L, L) of +-1 spins; "
@@ -71,6 +78,18 @@ def _cmd_models(args) -> int:
                   "structures are moved onto its origin and orientation before rasterizing")
         for line in _accuracy_lines(card):
             print(line)
+    return 0
+
+
+def _cmd_upgrade_model(args) -> int:
+    from .._outputs import check_file_output
+    from ..models import read_card, upgrade_model
+
+    out = check_file_output(args.out, inputs=[args.model], overwrite=args.overwrite)
+    path = upgrade_model(args.model, out)
+    card = read_card(path)
+    print(f"wrote {path}: model format {card.format_version}, program {card.program['kind']}"
+          f"{', halo sharing runs the file' if card.halo_sharing_allowed else ''}")
     return 0
 
 

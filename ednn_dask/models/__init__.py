@@ -1,7 +1,7 @@
 """Saved models: export, metadata (read through :class:`ModelCard`), loading and the bundled models."""
 from .card import ModelCard, RasterSettings
 from .registry import bundled_models, get_model, resolve_model
-from .serialize import LoadedModel, ModelFileError, load_model, read_card, read_metadata, save_model, update_metadata
+from .serialize import LoadedModel, ModelFileError, load_model, read_card, read_metadata, save_model, update_metadata, upgrade_model
 
 __all__ = [
     "LoadedModel",
@@ -16,4 +16,5 @@ __all__ = [
     "resolve_model",
     "save_model",
     "update_metadata",
+    "upgrade_model",
 ]

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from collections.abc import Iterator
 
 import torch
 
 from ..nn import EDNN
+from ..nn.program import FieldProgram
 from . import _safety
 from ._archive import Source, quiet_jit, read_bytes, read_meta_json, source_name, weights_only_env
 from ._errors import ModelFileError
@@ -46,9 +48,13 @@ def load_model(source: Source, tile_batch: int | None = None) -> LoadedModel:
     with _refusals(name):
         records = _safety.check_archive(data, card.exported_as)
         net, program_shape = _load_network(data, card.exported_as, records)
+    if card.field_program:
+        program = card.program
+        net = FieldProgram(net.fn, card.focus, card.context, program["min_tiles"])
+        program_shape = _field_input_shape(program_shape)
     card.check_program(net, program_shape)
     card.check_tile_shape()
-    ednn = EDNN(net, card.focus, card.context, ndim=card.ndim, tile_batch=tile_batch)
+    ednn = EDNN(net, card.focus, card.context, ndim=card.ndim, tile_batch=tile_batch, halo_sharing=False).eval()
     return LoadedModel(ednn=ednn, metadata=card.metadata, source=name)
 
 
@@ -92,6 +98,24 @@ def _program_tile_shape(program) -> tuple | None:
     if len(shapes) != 1 or shapes[0] is None:
         return None
     return tuple(int(d) if isinstance(d, int) else str(d) for d in shapes[0][1:])
+
+
+def _field_input_shape(shape: tuple | None) -> tuple | None:
+    """The tile shape ``(C, t, t)`` a field program's recorded input stands for.
+
+    Its spatial sizes are shape expressions ``f*s + 2c`` (``8*s3 + 48``): one
+    tile is ``f + 2c`` pixels. ``None`` where they are not of that form
+    (then the trial calls of :meth:`ModelCard.check_program` decide alone).
+    """
+    if shape is None:
+        return None
+    tiles = []
+    for size in shape[1:]:
+        m = re.fullmatch(r"(\d+)\*[a-z]+\d+ \+ (\d+)", str(size))
+        if m is None:
+            return None
+        tiles.append(int(m.group(1)) + int(m.group(2)))
+    return (shape[0], *tiles)
 
 
 class _InferenceOnly(torch.nn.Module):

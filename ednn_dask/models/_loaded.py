@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from .. import config
-from ..nn import EDNN
+from ..nn import EDNN, TileNet
 from ._errors import ModelFileError
 from .card import ModelCard
 
@@ -42,41 +42,60 @@ class LoadedModel:
         return self.card.name
 
     def halo_shared(self, bf16: bool = False, window: int | None = None, channels_last: bool | None = None) -> EDNN:
-        """An EDNN that evaluates whole chunks with halo sharing, rebuilt from the file.
+        """An EDNN that evaluates whole chunks with halo sharing: the file's field program, run window by window.
 
-        ``bf16=True`` runs the conv stack and head under bfloat16 autocast
-        (label scaling, baseline and the float64 total are unaffected).
+        ``bf16=True`` runs the program under bfloat16 autocast (the label
+        scaling, baseline and the float64 total stay float32/float64).
         ``window`` is the halo window in focus pixels (``EDNN(halo_window=)``;
         default ``ednn.predict.halo-window``). ``channels_last`` runs the
-        conv stack in the NHWC memory layout (``TileNet.use_channels_last``;
-        default ``ednn.predict.channels-last``).
+        program in the NHWC memory layout (default ``ednn.predict.channels-last``).
 
-        Possible when the metadata describes a VALID conv subnet whose total
-        stride divides the focus: the subnet is rebuilt from its ``subnet``
-        spec and loaded with the exported network's own weights (strictly:
-        every tensor must match). Results equal per-tile evaluation up to
-        float32 summation order.
+        Possible when the file holds a field program (``program.kind
+        "field"``), which :func:`~ednn_dask.models.save_model` exports for VALID
+        conv subnets whose total stride divides the focus. Results equal
+        per-tile evaluation up to float32 summation order.
 
         Raises
         ------
         ModelFileError
             If the model does not allow it.
         """
+        from ..nn.program import FieldProgram
+
+        card = self.card
+        net = self.ednn.tile_net
+        if not card.halo_sharing_allowed or not isinstance(net, FieldProgram):
+            raise ModelFileError(f"model {self.name!r} cannot run with halo sharing: {card.why_no_halo_sharing}")
+        net = net.with_options(bf16=bf16, channels_last=bool(config.get("predict.channels-last", channels_last)))
+        return EDNN(net, card.focus, card.context, halo_sharing=True, halo_window=window).eval()
+
+    def tile_net(self) -> TileNet:
+        """A trainable :class:`~ednn_dask.nn.TileNet` with this file's weights (for fine-tuning and re-saving).
+
+        Rebuilt from the ``subnet`` spec and loaded strictly with every
+        tensor of the exported program (the file's field or per-tile program).
+
+        Raises
+        ------
+        ModelFileError
+            If the file has no subnet spec or its weights do not fit it.
+        """
         from ..nn import TileNet, build_subnet
 
         card = self.card
-        if not card.halo_sharing_allowed:
-            raise ModelFileError(f"model {self.name!r} has no VALID conv subnet: halo sharing is not exact for it")
+        if not card.subnet:
+            raise ModelFileError(f"model {self.name!r} has no subnet spec to rebuild its network from")
         baseline = (card.focus, card.context, card.channels) if card.has_focus_baseline else None
         net = TileNet(build_subnet(card.subnet), focus_baseline=baseline)
-        source = self.ednn.tile_net
-        source = getattr(source, "fn", source)
-        net.load_state_dict(source.state_dict(), strict=True)
-        net.autocast_dtype = torch.bfloat16 if bf16 else None
-        net.use_channels_last(bool(config.get("predict.channels-last", channels_last)))
-        if not net.supports_halo_sharing(card.focus):
-            raise ModelFileError(f"model {self.name!r}: focus is not a multiple of the subnet's stride")
-        return EDNN(net.eval(), card.focus, card.context, halo_sharing=True, halo_window=window).eval()
+        program = self.ednn.tile_net
+        program = getattr(program, "program", None) or getattr(program, "fn", program)
+        state = {k.removeprefix("tile_net."): v for k, v in program.state_dict().items()}
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0][:160]
+            raise ModelFileError(f"model {self.name!r}: its weights do not fit its subnet spec ({first})") from None
+        return net
 
     def default_ednn(self) -> EDNN:
         """The EDNN of the model's own run mode: halo-shared when it allows it (``halo_shared_ok``), else per tile.

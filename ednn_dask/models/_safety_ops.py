@@ -1,13 +1,14 @@
 """The ops a model's graph may call: the aten ops our tile networks are built from, checked in every form torch shows them."""
 from __future__ import annotations
 
+import operator
 import re
 
 import torch
 
 from ._safety_base import IDENT, UnsafeArchive
 
-__all__ = ["ATEN_OPS", "PRIM_OPS", "serialized_target_allowed", "check_program_ops", "check_script_ops"]
+__all__ = ["ATEN_OPS", "PRIM_OPS", "SYM_FUNCTIONS", "serialized_target_allowed", "check_program_ops", "check_script_ops"]
 
 #: aten ops the tile networks of :mod:`ednn_dask.nn` export or trace to
 #: (dense and conv subnets, every activation, SAME padding, focus baseline),
@@ -18,14 +19,25 @@ ATEN_OPS = frozenset(
         "Int", "_convolution", "add", "addmm", "constant_pad_nd", "conv2d", "convolution",
         "flatten", "floor_divide", "linear", "matmul", "mul", "neg", "pad", "relu", "silu",
         "size", "slice", "squeeze", "sub", "sum", "t", "tanh",
+        # the field program (dynamic shapes): shape arithmetic, its checks, casts and reshapes
+        "_assert_scalar", "_to_copy", "contiguous", "einsum", "reshape", "sym_size", "unsqueeze", "view",
     }
 )
+#: Python functions on symbolic sizes a field program's graph calls (``torch.export`` writes them as
+#: ``_operator.add``, ``torch.sym_max``, ...): integer arithmetic and comparisons. No ``pow``: a huge
+#: power is a cheap way to hang.
+SYM_FUNCTIONS = {
+    f"_operator.{name}": getattr(operator, name)
+    for name in ("add", "sub", "mul", "floordiv", "mod", "neg", "eq", "ne", "gt", "ge", "lt", "le", "and_", "or_")
+} | {f"torch.{name}": getattr(torch, name) for name in ("sym_max", "sym_min", "sym_not")}
 #: TorchScript graph nodes besides aten ops: constants, attribute reads, lists.
 PRIM_OPS = frozenset({"prim::Constant", "prim::GetAttr", "prim::ListConstruct", "prim::NumToTensor"})
 
 
 def serialized_target_allowed(target: str) -> bool:
     """A node target as ``models/model.json`` spells it (``torch.ops.aten.<op>.<overload>``) names an allowed op."""
+    if target in SYM_FUNCTIONS:
+        return True
     m = re.fullmatch(rf"torch\.ops\.aten\.({IDENT})\.({IDENT})", target)
     return m is not None and m.group(1) in ATEN_OPS and "__" not in target
 
@@ -41,9 +53,10 @@ def check_program_ops(program: torch.export.ExportedProgram) -> None:
         if node.op in ("placeholder", "output"):
             continue
         target = node.target
-        ok = (
-            node.op == "call_function" and isinstance(target, torch._ops.OpOverload)
-            and target.namespace == "aten" and target._schema.name.split("::", 1)[1] in ATEN_OPS
+        ok = node.op == "call_function" and (
+            (isinstance(target, torch._ops.OpOverload) and target.namespace == "aten"
+             and target._schema.name.split("::", 1)[1] in ATEN_OPS)
+            or any(target is fn for fn in SYM_FUNCTIONS.values())
         )
         if not ok:
             raise UnsafeArchive(

@@ -53,11 +53,13 @@ def _check_payload_config(records: Records, name: str, prefix: str) -> None:
             raise refuse(name, f"entry {fqn!r} points at {path!r}")
 
 
-_SYMBOL = re.compile(r"[a-z]+\d+")
+#: a range constraint's key: a size symbol (``s3``) or linear arithmetic on them (``8*s3 + 48``)
+_RANGE_KEY = re.compile(r"(?:\s|\d{1,18}|[a-z]+\d+|[-+*()])+")
 #: sympy constructors torch writes for shape expressions (``srepr``); no
 #: attribute access, no builtins, no ``**`` (a huge power is a cheap way to hang)
 _EXPR_NAMES = frozenset({"Symbol", "Integer", "Add", "Mul", "Mod", "FloorDiv", "CeilDiv", "Max", "Min",
-                         "positive", "integer", "nonnegative", "True", "False"})
+                         "Equality", "Unequality", "GreaterThan", "LessThan", "StrictGreaterThan", "StrictLessThan",
+                         "Not", "And", "Or", "positive", "integer", "nonnegative", "True", "False"})
 _EXPR_TOKEN = re.compile(r"\s+|\d{1,18}|'[a-z]+\d+'|[A-Za-z]+|[(),=+\-*/]")
 
 
@@ -97,8 +99,9 @@ def _check_program_json(program: Any) -> None:
     if graph.get("custom_obj_values"):
         raise refuse(member, "it uses custom objects")
     for name in program.get("range_constraints", {}):
-        if not _SYMBOL.fullmatch(str(name)):
-            raise refuse(member, f"range constraint on {str(name)[:60]!r}")
+        text = str(name)
+        if len(text) > 200 or "**" in text or not _RANGE_KEY.fullmatch(text):
+            raise refuse(member, f"range constraint on {text[:60]!r}")
     for expr in _walk(program, "expr_str"):
         _check_expr(expr)
     for node in graph.get("nodes", []):

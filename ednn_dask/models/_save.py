@@ -12,7 +12,7 @@ from ..nn import EDNN
 from ._archive import quiet_jit, replaced
 from ._errors import ModelFileError
 from ._metadata import dump_json
-from ._schema import META_NAME, export_fields, label_scaling
+from ._schema import META_NAME, export_fields, field_program, label_scaling
 from .card import ModelCard
 
 __all__ = ["save_model"]
@@ -62,12 +62,41 @@ def save_model(model: EDNN, path: str | os.PathLike, metadata: dict[str, Any], e
     net = model.tile_net.eval()
     channels = int(metadata.get("channels", 1))
     meta = {**metadata, **_network_fields(model, net, fmt, channels)}
+    field = fmt == "torch.export" and model.ndim == 2 and _field_ready(net, model.focus)
+    if field:
+        meta["program"] = field_program(_FIELD_MIN)
     ModelCard(meta, str(path)).validate()
-    example = torch.zeros(example_batch, channels, *[model.tile_size] * model.ndim)
     path.parent.mkdir(parents=True, exist_ok=True)
     with replaced(path) as tmp:
-        _export(net, fmt, example, tmp, dump_json(meta))
+        if field:
+            _export_field(net, model.focus, model.context, channels, tmp, dump_json(meta))
+        else:
+            example = torch.zeros(example_batch, channels, *[model.tile_size] * model.ndim)
+            _export(net, fmt, example, tmp, dump_json(meta))
     return path
+
+
+#: the field program is exported for one field of at least 2 x 2 tiles: size-1 axes would specialise
+#: the export (torch guards on them); smaller fields are padded up (``FieldProgram``)
+_FIELD_MIN = 2
+
+
+def _field_ready(net: torch.nn.Module, focus: int) -> bool:
+    return hasattr(net, "field_net") and net.supports_halo_sharing(focus)
+
+
+def _export_field(net, focus: int, context: int, channels: int, dest: Path, blob: str) -> None:
+    """Export ``net.field_net(focus)`` over one padded field with dynamic tile counts."""
+    n = _FIELD_MIN
+    ny, nx = (torch.export.Dim(name, min=n) for name in ("ny", "nx"))
+    # distinct example sizes, so that no two axes are taken to be equal
+    example = torch.zeros(1, channels, (n + 1) * focus + 2 * context, (n + 2) * focus + 2 * context)
+    dynamic = {"padded": {0: torch.export.Dim.STATIC, 2: focus * ny + 2 * context, 3: focus * nx + 2 * context}}
+    with torch.no_grad():
+        program = torch.export.export(net.field_net(focus).eval(), (example,), dynamic_shapes=dynamic,
+                                      prefer_deferred_runtime_asserts_over_guards=True)
+    program.example_inputs = None  # zeros: nothing worth storing
+    torch.export.save(program, dest, extra_files={META_NAME: blob})
 
 
 def _network_fields(model: EDNN, net: torch.nn.Module, fmt: str, channels: int) -> dict[str, Any]:

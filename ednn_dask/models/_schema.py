@@ -26,10 +26,13 @@ __all__ = [
     "training",
     "export_fields",
     "label_scaling",
+    "field_program",
+    "TILES",
+    "FIELD",
 ]
 
 FORMAT = "ednn-dask-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: the archive member that holds the metadata (``extra/ednn.json``)
 META_NAME = "ednn.json"
 #: keys without which a file is not a model (``save_model`` fills the first four from the network)
@@ -39,6 +42,11 @@ FORMATS = ("torch.export", "torchscript")
 #: values of ``input.kind``
 RASTER = "raster"
 ISING_SPINS = "ising-spins"
+#: values of ``program.kind``: what the exported program takes. ``tiles``: ``(N, C, *t)`` tiles -> ``(N,)``
+#: (format 1 files hold only this); ``field``: padded 2-D fields ``(B, C, n_y f + 2c, n_x f + 2c)`` ->
+#: ``(B, n_y, n_x)`` contributions (halo sharing), one field per call, of at least ``min_tiles`` tiles per axis
+TILES = "tiles"
+FIELD = "field"
 
 _RASTER_FORMULA = (
     "V_s(x, y) = sum over atoms of species s of Z exp(-r^2 / (2 gamma^2)), periodic; "
@@ -157,3 +165,12 @@ def label_scaling(offset: float, scale: float, focus_weights: Sequence[float] | 
             "applied": "inside the exported network: + weights . (per-channel pixel sums of the tile's focus)",
         }
     return out
+
+
+def field_program(min_tiles: int) -> dict[str, Any]:
+    """``program`` of a file whose exported program maps whole padded fields to per-tile contributions."""
+    return {
+        "kind": FIELD,
+        "min_tiles": int(min_tiles),
+        "takes": "one (1, C, n_y f + 2c, n_x f + 2c) field with its periodic border -> (1, n_y, n_x) contributions",
+    }

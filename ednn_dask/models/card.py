@@ -15,7 +15,7 @@ from typing import Any
 from collections.abc import Mapping
 
 from ._errors import ModelFileError
-from ._schema import FORMAT, FORMAT_VERSION, FORMATS, META_NAME, RASTER, REQUIRED
+from ._schema import FIELD, FORMAT, FORMAT_VERSION, FORMATS, META_NAME, RASTER, REQUIRED, TILES
 
 __all__ = ["ModelCard", "RasterSettings"]
 
@@ -187,9 +187,40 @@ class ModelCard:
         return self.metadata.get("subnet") or {}
 
     @property
+    def program(self) -> Mapping[str, Any]:
+        """What the exported program takes: ``kind`` ``"tiles"`` (per tile) or ``"field"`` (padded fields)."""
+        program = self.metadata.get("program")
+        return program if isinstance(program, Mapping) else {"kind": TILES}
+
+    @property
+    def field_program(self) -> bool:
+        """The exported program evaluates whole padded fields (halo sharing runs the file itself)."""
+        return self.program.get("kind") == FIELD
+
+    @property
+    def halo_sharing_exact(self) -> bool:
+        """The file declares a VALID conv subnet whose total stride divides the focus: halo sharing is exact."""
+        sub = self.subnet
+        if sub.get("type") != "conv" or sub.get("padding") != "valid" or self.ndim != 2:
+            return False
+        stride = 1
+        for layer in sub.get("layers", []):
+            stride *= int(layer[2])
+        return self.focus % stride == 0
+
+    @property
     def halo_sharing_allowed(self) -> bool:
-        """The file declares a VALID conv subnet, so halo sharing is exact for it."""
-        return self.subnet.get("type") == "conv" and self.subnet.get("padding") == "valid"
+        """Halo sharing can run: the file holds the field program (which it only does where it is exact)."""
+        return self.field_program and self.halo_sharing_exact
+
+    @property
+    def why_no_halo_sharing(self) -> str:
+        """Why halo sharing cannot run, in words (``""`` where it can)."""
+        if self.halo_sharing_allowed:
+            return ""
+        if self.halo_sharing_exact:
+            return "its file holds only the per-tile program (re-save it with `ednn-dask upgrade-model`)"
+        return "it has no VALID conv subnet whose stride divides the focus, so halo sharing would not be exact"
 
     @property
     def halo_sharing_default(self) -> bool:
@@ -260,9 +291,22 @@ class ModelCard:
                 raise ModelFileError(f"{name}: model metadata {key} must be an integer >= {low}, got {value!r}")
         if self.exported_as not in FORMATS:  # it picks the loader: never guess
             raise ModelFileError(f"{name}: model metadata exported_as must be one of {', '.join(FORMATS)}")
+        self._check_program_kind()
         if tile_shape:
             self.check_tile_shape()
         return self
+
+    def _check_program_kind(self) -> None:
+        program, name = self.program, self.source
+        if program.get("kind") not in (TILES, FIELD):
+            raise ModelFileError(f"{name}: model metadata program.kind must be {TILES!r} or {FIELD!r}")
+        if program["kind"] == FIELD:
+            value = program.get("min_tiles")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+                raise ModelFileError(f"{name}: model metadata program.min_tiles must be an integer in 1..64")
+            if self.exported_as != "torch.export" or not self.halo_sharing_exact:
+                raise ModelFileError(f"{name}: a field program needs torch.export and a VALID conv subnet "
+                                     "whose stride divides the focus")
 
     def check_tile_shape(self) -> None:
         """``tile_shape``, where stored, is the one focus, context, ndim and channels give."""
@@ -302,6 +346,13 @@ class ModelCard:
             raise ModelFileError(f"{says} but the program fails on such tiles ({type(exc).__name__}: {first})") from None
         if tuple(out.shape) != (2,):
             raise ModelFileError(f"{says} but the program maps 2 such tiles to shape {list(out.shape)}, not [2]")
+        if self.field_program:
+            f, c = self.focus, self.context
+            with torch.no_grad():
+                out = net.forward_shared(torch.zeros(1, self.channels, 2 * f + 2 * c, 3 * f + 2 * c), f)
+            if tuple(out.shape) != (1, 2, 3):
+                raise ModelFileError(f"{says} but its field program maps a field of 2 x 3 tiles to "
+                                     f"shape {list(out.shape)}, not [1, 2, 3]")
 
 
 def _describe_tiles(shape: tuple) -> str:

@@ -9,7 +9,12 @@ each carrying ``ednn.json`` as an extra file: focus, context, channels,
 pixel spacing and units, label scaling, subnet spec, training description and
 versions (keys: :mod:`._schema`; read through :class:`.card.ModelCard`). The
 evaluator derives the halo (``c``) and the tiling from that file alone; no
-Python class of ours is needed to run the network.
+Python class of ours is needed to run the network. For a VALID conv subnet
+whose stride divides the focus the ``.pt2`` program maps whole padded fields
+to per-tile contributions (``program.kind "field"``, one field per call, dynamic tile
+counts): halo sharing and per-tile evaluation both run that program; other
+models hold the per-tile program (``"tiles"``). :func:`upgrade_model`
+re-saves a file of an older format in the current one.
 
 Loading (:mod:`._load`) reads the file once and works on those bytes only. It
 reads and validates ``ednn.json`` straight from the zip archive
@@ -32,6 +37,7 @@ from ._loaded import LoadedModel
 from ._metadata import read_card, read_metadata, update_metadata
 from ._save import save_model
 from ._schema import FORMAT, FORMAT_VERSION
+from ._upgrade import upgrade_model
 
 __all__ = [
     "ModelFileError",
@@ -41,6 +47,7 @@ __all__ = [
     "read_card",
     "read_metadata",
     "update_metadata",
+    "upgrade_model",
     "FORMAT",
     "FORMAT_VERSION",
 ]

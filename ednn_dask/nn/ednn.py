@@ -7,7 +7,7 @@ from torch import nn
 from .. import config
 from ..tiles import extract_tiles, periodic_pad, check_tiling
 
-__all__ = ["TileNet", "EDNN", "slot_pattern"]
+__all__ = ["TileNet", "FieldNet", "EDNN", "slot_pattern"]
 
 
 def slot_pattern(step: int, ndim: int) -> tuple[int, ...]:
@@ -60,33 +60,8 @@ class TileNet(nn.Module):
         self.register_buffer("offset", torch.tensor(float(offset)))
         self.register_buffer("scale", torch.tensor(float(scale)))
         self.baseline = focus_baseline
-        #: ``torch.bfloat16`` runs the subnet (only) under CPU autocast; label scaling,
-        #: baseline and sums stay float32 (set on inference copies, never saved)
-        self.autocast_dtype: torch.dtype | None = None
-        #: run halo-shared inference in the channels_last memory layout (see
-        #: :meth:`use_channels_last`; inference copies only, never saved)
-        self.channels_last = False
         if focus_baseline is not None:
             self.register_buffer("focus_weights", torch.zeros(int(focus_baseline[2])))
-
-    def use_channels_last(self, on: bool = True) -> "TileNet":
-        """Switch halo-shared inference to the channels_last (NHWC) memory layout.
-
-        Moves the conv weights to that layout and makes :meth:`forward_shared`
-        convert its input, which lets oneDNN pick its blocked NHWC kernels on
-        CPU. Same arithmetic, different kernels: results agree with NCHW to
-        float32 round-off, and every window of one shape still runs the same
-        kernels, so totals stay independent of the chunking.
-        """
-        self.channels_last = bool(on)
-        self.to(memory_format=torch.channels_last if on else torch.contiguous_format)
-        return self
-
-    def _run_subnet(self, fn, *args) -> torch.Tensor:
-        if self.autocast_dtype is None:
-            return fn(*args)
-        with torch.autocast("cpu", dtype=self.autocast_dtype):
-            return fn(*args).float()
 
     def focus_sums(self, tiles: torch.Tensor) -> torch.Tensor:
         """``(N, C)`` pixel sums of each tile's focus region."""
@@ -94,7 +69,7 @@ class TileNet(nn.Module):
         return tiles[:, :, c : c + f, c : c + f].sum((2, 3))
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
-        out = self._run_subnet(self.subnet, tiles) * self.scale + self.offset
+        out = self.subnet(tiles) * self.scale + self.offset
         if self.baseline is not None:
             out = out + self.focus_sums(tiles) @ self.focus_weights
         return out
@@ -105,16 +80,45 @@ class TileNet(nn.Module):
         return bool(fn and fn(focus))
 
     def forward_shared(self, padded: torch.Tensor, focus: int) -> torch.Tensor:
-        """``(B, n_y, n_x)`` contributions of a padded 2-D field (see ``ConvSubnet.forward_shared``)."""
-        x = padded.contiguous(memory_format=torch.channels_last) if self.channels_last else padded
-        out = self._run_subnet(self.subnet.forward_shared, x, focus) * self.scale + self.offset
+        """``(B, n_y, n_x)`` contributions of a padded 2-D field (see ``ConvSubnet.forward_shared``).
+
+        The subnet's output is cast to the dtype it has without autocast
+        (that of the field and the label scaling) before it is scaled: under
+        bfloat16 autocast only the subnet runs in bf16.
+        """
+        dtype = torch.float64 if torch.float64 in (padded.dtype, self.scale.dtype) else torch.float32
+        raw = torch.ops.aten._to_copy.default(self.subnet.forward_shared(padded, focus), dtype=dtype)
+        out = raw * self.scale + self.offset
         if self.baseline is not None:
             f, c, ch = self.baseline
             inner = padded[:, :, c : padded.shape[2] - c, c : padded.shape[3] - c]
             B, _, H, W = inner.shape
             sums = inner.reshape(B, ch, H // f, f, W // f, f).sum((3, 5))  # (B, C, ny, nx)
-            out = out + torch.einsum("bcyx,c->byx", sums, self.focus_weights)
+            # multiply and sum, not einsum/matmul: bfloat16 autocast leaves these in float32
+            out = out + (sums * self.focus_weights[None, :, None, None]).sum(1)
         return out
+
+    def field_net(self, focus: int) -> "FieldNet":
+        """This network as a map of whole padded fields to per-tile contributions (what a model file exports)."""
+        if not self.supports_halo_sharing(focus):
+            raise ValueError(f"the subnet cannot evaluate whole fields exactly with focus {focus}")
+        return FieldNet(self, focus)
+
+
+class FieldNet(nn.Module):
+    """``(B, C, n_y f + 2c, n_x f + 2c)`` padded fields -> ``(B, n_y, n_x)`` contributions of a :class:`TileNet`.
+
+    The module :func:`~ednn_dask.models.save_model` exports (with dynamic
+    batch and tile counts) for subnets that allow halo sharing.
+    """
+
+    def __init__(self, tile_net: TileNet, focus: int):
+        super().__init__()
+        self.tile_net = tile_net
+        self.focus = int(focus)
+
+    def forward(self, padded: torch.Tensor) -> torch.Tensor:
+        return self.tile_net.forward_shared(padded, self.focus)
 
 
 class EDNN(nn.Module):
@@ -124,7 +128,14 @@ class EDNN(nn.Module):
     ----------
     tile_net : torch.nn.Module
         Maps a batch of tiles ``(N, C, *t)`` to contributions ``(N,)`` in the
-        target's units: a :class:`TileNet`, or a loaded exported program.
+        target's units: a :class:`TileNet`, or a loaded model file's program
+        (:class:`~ednn_dask.nn.program.FieldProgram` or the per-tile program).
+        Halo sharing needs its ``forward_shared(padded, focus)``.
+
+    In training mode (``train()``) the network runs in one pass over each
+    field (halo sharing) or in plain batches of tiles; in evaluation mode
+    (``eval()``) over fixed windows and fixed batch slots, so that a tile's
+    contribution does not depend on how the field is chunked.
     focus, context : int
         Focus ``f`` and context ``c`` in pixels.
     ndim : int
@@ -164,7 +175,7 @@ class EDNN(nn.Module):
         self.tile_net = tile_net
         self.focus, self.context, self.ndim = int(focus), int(context), int(ndim)
         self.tile_batch = config.get("predict.tile-batch", tile_batch)
-        can_share = ndim == 2 and isinstance(tile_net, TileNet) and tile_net.supports_halo_sharing(self.focus)
+        can_share = ndim == 2 and hasattr(tile_net, "forward_shared") and tile_net.supports_halo_sharing(self.focus)
         if halo_sharing and not can_share:
             raise ValueError("halo_sharing=True needs a 2-D VALID ConvSubnet with focus a multiple of its stride")
         self.halo_sharing = can_share if halo_sharing is None else bool(halo_sharing)
@@ -202,14 +213,14 @@ class EDNN(nn.Module):
         """
         if self.halo_sharing:
             check_tiling([s - 2 * self.context for s in padded.shape[2:]], self.focus, self.context)
-            if torch.is_grad_enabled():  # training: one pass over the whole field
+            if self.training:  # one pass over the whole field
                 return self.tile_net.forward_shared(padded, self.focus)
             return self._shared_windows(padded)
         tiles = extract_tiles(padded, self.focus, self.context, self.ndim)
         batch_grid = tiles.shape[: 1 + self.ndim]
         flat = tiles.reshape(-1, *tiles.shape[1 + self.ndim :])
         step = self.tile_batch or flat.shape[0]
-        if torch.is_grad_enabled():
+        if self.training:
             out = torch.cat([self.tile_net(flat[i : i + step]) for i in range(0, flat.shape[0], step)])
         else:
             origin = tuple(tile_origin) if tile_origin is not None else (0,) * self.ndim

@@ -303,7 +303,7 @@ def _init_from(model: EDNN, source: str, species: list[str], focus: int, context
     if missing:
         raise InputError(f"--init-from {source} has no channel for {', '.join(missing)}")
     pick = [have.index(s) for s in species]
-    state = src.halo_shared().tile_net.state_dict()
+    state = src.tile_net().state_dict()
     state["subnet.features.0.weight"] = state["subnet.features.0.weight"][:, pick]
     state["focus_weights"] = state["focus_weights"][pick]
     model.tile_net.load_state_dict(state, strict=True)
