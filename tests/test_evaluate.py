@@ -164,6 +164,39 @@ def test_a_failed_run_on_a_cluster_waits_for_its_running_tasks(tmp_path, small_m
         assert store_kind(tmp_path / ".partial-t.zarr") == "tile-map"
 
 
+def test_workers_keep_only_the_most_recently_used_binned_sheets(monkeypatch):
+    from collections import OrderedDict
+
+    import ednn_dask.systems.large as large
+    from ednn_dask.evaluate import _worker
+
+    loads = []
+
+    class Atoms:
+        def grid(self, spacing):
+            return spacing
+
+        def bin(self, grid, chunks, registration=None):
+            return object()
+
+    def load(path, check=True):
+        loads.append(path)
+        return Atoms()
+
+    monkeypatch.setattr(large, "load_atoms", load)
+    monkeypatch.setattr(_worker, "_ATOMS", OrderedDict())
+    monkeypatch.setattr(_worker, "ATOMS_KEPT", 2)
+    a, b, c = (_worker.AtomsRef(f"{n}.npz", n, (0.1, 0.1), ("C",), "species", ((8,), (8,))) for n in "abc")
+    first = _worker.cached_atoms(a)
+    _worker.cached_atoms(b)
+    assert _worker.cached_atoms(a) is first  # a hit, and now the most recent
+    _worker.cached_atoms(c)  # drops b, the least recently used
+    assert _worker.cached_atoms(a) is first
+    _worker.cached_atoms(b)  # loaded again, dropping c
+    assert loads == ["a.npz", "b.npz", "c.npz", "b.npz"]
+    assert [key[0] for key in _worker._ATOMS] == ["a", "b"]
+
+
 def test_a_stopped_run_starts_no_block():
     from ednn_dask.evaluate._running import RunStopped, new_run, running, stop
 
