@@ -144,24 +144,57 @@ def temporary_path(path: str | os.PathLike) -> Path:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Write ``path`` all at once: yield :func:`temporary_path`, renamed to ``path`` when the block succeeds.
+def atomic_path(path: str | os.PathLike, kind: str | None = None, overwrite: bool = True) -> Iterator[Path]:
+    """Write ``path`` all at once: yield :func:`temporary_path`, moved onto ``path`` when the block succeeds.
 
-    The block writes a file or a folder at the yielded path. When it returns, that is moved onto
-    ``path`` with ``os.replace`` (atomic within a file system: a reader sees the old or the new
-    content, never a part); when it raises (interrupts included), what it left there is removed and the
-    exception propagates. For files; a store (a folder) replaces an older one with :func:`replace_store`.
+    The block writes a file or a folder at the yielded path (its name keeps the suffix of ``path``).
+    When the block returns, a file is moved onto ``path`` with ``os.replace`` (atomic within a file
+    system: a reader sees the old or the new content, never a part); with ``kind``, the yielded path
+    is a store of that kind and replaces an older one of ours with :func:`replace_store`. When the
+    block or the move raises (interrupts included), what it left at the temporary path is removed, the
+    old ``path`` is untouched, and the exception propagates.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final file or store.
+    kind : str, optional
+        ``ednn_dask.kind`` of the store written (``"raster"``, ...); ``None`` for a file.
+    overwrite : bool
+        For a file: ``False`` refuses a ``path`` that exists when the new file is moved in (one
+        that appeared while it was written) with :class:`OutputError`, leaving that one alone.
     """
+    path = Path(path)
     tmp = temporary_path(path)
     try:
         yield tmp
-        os.replace(tmp, path)
+        if kind is not None:
+            replace_store(tmp, path, kind)
+        elif overwrite:
+            os.replace(tmp, path)
+        else:
+            _move_new(tmp, path)
     except BaseException:
         if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _move_new(tmp: Path, path: Path) -> None:
+    """Move the file ``tmp`` to ``path``, which must not exist: a hard link fails atomically if it does."""
+    appeared = OutputError(f"{path} appeared while it was being written; remove it or pass --overwrite")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise appeared from None
+    except OSError:  # a file system without hard links: check, then move
+        if path.exists() or path.is_symlink():
+            raise appeared from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
 
 
 def replace_store(new: str | os.PathLike, final: str | os.PathLike, kind: str) -> None:

@@ -1,4 +1,7 @@
 """The Dask evaluator against the in-memory EDNN and a plain numpy reference, over chunkings and schedulers."""
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -105,6 +108,105 @@ def test_local_cluster_two_workers_identical(tmp_path, small_model, field):
     assert dist.total == pytest.approx(local.total, rel=1e-12)
     tiles = zarr.open_group(str(tmp_path / "t.zarr"), mode="r")["tiles"][:]
     np.testing.assert_allclose(tiles, numpy_reference(small_model, field), rtol=1e-5, atol=1e-6)
+
+
+_WRITING = threading.Event()  # module-level (pickled by reference): in-process workers share it with the test
+
+
+def _slow_write(self, iy, ix, values):
+    """``TileStore.write`` of a big chunk on a slow file system: its arrays are open, the bytes take a second."""
+    tiles, done = self.root["tiles"], self.root["done"]
+    _WRITING.set()
+    time.sleep(1.0)
+    (y0, y1), (x0, x1) = self._span(iy, ix)
+    tiles[y0:y1, x0:x1] = values
+    done[iy, ix] = True
+
+
+def _fails_while_writing(block, *args, **kwargs):
+    """``block_contributions`` that reaches a NaN chunk only once the other chunk is being written."""
+    from ednn_dask.evaluate._worker import block_contributions
+
+    if not np.isfinite(block).all():
+        _WRITING.wait(10)
+    return block_contributions(block, *args, **kwargs)
+
+
+@pytest.mark.parametrize("timeout", [None, 0.2])
+def test_a_failed_run_on_a_cluster_waits_for_its_running_tasks(tmp_path, small_model, field, monkeypatch, timeout):
+    """One chunk fails while another is still being written on the cluster: the store is deleted after that write,
+    or kept whole (and the error says so) when the write outlasts ``ednn.evaluate.cancel-timeout``."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    import ednn_dask.evaluate._evaluate as ev
+    from ednn_dask._outputs import store_kind
+    from ednn_dask.evaluate._errors import TasksStillRunning
+    from ednn_dask.evaluate._store import TileStore
+
+    _WRITING.clear()
+    monkeypatch.setattr(ev, "block_contributions", _fails_while_writing)
+    monkeypatch.setattr(TileStore, "write", _slow_write)
+    data = field[:, :32, :8].copy()
+    data[:, 24, 4] = np.nan  # two chunks of 16 rows with 4 of context: row 24 is in the second only
+    src = write_raster(tmp_path / "r.zarr", data)
+    error = EvaluationError if timeout is None else TasksStillRunning
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client, dask.config.set({"ednn.evaluate.cancel-timeout": timeout or 300}):
+        with pytest.raises(error, match="NaN"):
+            evaluate(src, small_model, chunk=16, halo_sharing=False, client=client, out=tmp_path / "t.zarr")
+        assert _WRITING.is_set()
+        time.sleep(1.5)  # a write still under way would have recreated part of the deleted store by now
+    if timeout is None:
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["r.zarr"]
+    else:
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".partial-t.zarr", "r.zarr"]
+        assert store_kind(tmp_path / ".partial-t.zarr") == "tile-map"
+
+
+def test_workers_keep_only_the_most_recently_used_binned_sheets(monkeypatch):
+    from collections import OrderedDict
+
+    import ednn_dask.systems.large as large
+    from ednn_dask.evaluate import _worker
+
+    loads = []
+
+    class Atoms:
+        def grid(self, spacing):
+            return spacing
+
+        def bin(self, grid, chunks, registration=None):
+            return object()
+
+    def load(path, check=True):
+        loads.append(path)
+        return Atoms()
+
+    monkeypatch.setattr(large, "load_atoms", load)
+    monkeypatch.setattr(_worker, "_ATOMS", OrderedDict())
+    monkeypatch.setattr(_worker, "ATOMS_KEPT", 2)
+    a, b, c = (_worker.AtomsRef(f"{n}.npz", n, (0.1, 0.1), ("C",), "species", ((8,), (8,))) for n in "abc")
+    first = _worker.cached_atoms(a)
+    _worker.cached_atoms(b)
+    assert _worker.cached_atoms(a) is first  # a hit, and now the most recent
+    _worker.cached_atoms(c)  # drops b, the least recently used
+    assert _worker.cached_atoms(a) is first
+    _worker.cached_atoms(b)  # loaded again, dropping c
+    assert loads == ["a.npz", "b.npz", "c.npz", "b.npz"]
+    assert [key[0] for key in _worker._ATOMS] == ["a", "b"]
+
+
+def test_a_stopped_run_starts_no_block():
+    from ednn_dask.evaluate._running import RunStopped, new_run, running, stop
+
+    run = new_run()
+    with running(run):
+        assert stop(run) == 1  # still running here
+    assert stop(run) == 0
+    with pytest.raises(RunStopped):
+        with running(run):
+            pass
 
 
 @pytest.mark.crosspath

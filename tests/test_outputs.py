@@ -329,3 +329,66 @@ def test_a_failed_rasterize_leaves_nothing_behind(tmp_path, monkeypatch):
                                 chunk=96, lattice=None)
     time.sleep(1.0)  # a task still running would write its chunk into the deleted store by now
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_replaces_a_file_only_when_the_block_succeeds(tmp_path):
+    from ednn_dask._outputs import atomic_path
+
+    out = tmp_path / "a.npz"
+    out.write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(out) as tmp:
+            assert tmp.parent == tmp_path and tmp.suffix == ".npz" and tmp != out
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert out.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["a.npz"]
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(b"new")
+    assert out.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["a.npz"]
+
+
+def test_atomic_path_with_a_kind_replaces_only_a_store_of_ours(tmp_path):
+    from ednn_dask._outputs import OutputError, atomic_path, marker
+
+    out = tmp_path / "r.zarr"
+    for value in ("first", "second"):
+        with atomic_path(out, "raster") as tmp:
+            zarr.open_group(str(tmp), mode="w", attributes={**marker("raster"), "value": value})
+        assert zarr.open_group(str(out), mode="r").attrs["value"] == value
+    assert [p.name for p in tmp_path.iterdir()] == ["r.zarr"]
+    users = tmp_path / "users.zarr"
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="not a raster store"):
+        with atomic_path(users, "raster") as tmp:
+            zarr.open_group(str(tmp), mode="w", attributes=marker("raster"))
+    assert (users / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.zarr", "users.zarr"]
+
+
+@pytest.mark.parametrize("args", [["make-sheet", "--size-um", "0.01"], ["dataset", "ising", "--n", "20", "--L", "4"]])
+def test_an_existing_out_file_is_replaced_only_with_overwrite(tmp_path, cli, args):
+    out = tmp_path / "x.npz"
+    out.write_bytes(b"the user's own file")
+    one_error(cli(*args, "--out", out), f"{out} exists", "--overwrite")
+    assert out.read_bytes() == b"the user's own file" and list(tmp_path.iterdir()) == [out]
+    r = cli(*args, "--out", out, "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert list(tmp_path.iterdir()) == [out]
+    with np.load(out) as d:
+        assert d.files  # the new file, complete
+
+
+def test_an_out_file_that_appears_while_sampling_is_kept(tmp_path, cli, monkeypatch):
+    from ednn_dask.systems.ising import IsingDataset
+
+    out = tmp_path / "d.npz"
+    real = IsingDataset.generate
+
+    def generate(*args, **kwargs):
+        out.write_bytes(b"written meanwhile by someone else")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(IsingDataset, "generate", staticmethod(generate))
+    one_error(cli("dataset", "ising", "--n", "20", "--L", "4", "--out", out), "appeared while it was being written")
+    assert out.read_bytes() == b"written meanwhile by someone else" and list(tmp_path.iterdir()) == [out]

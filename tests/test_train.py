@@ -1,4 +1,6 @@
 """Training loop: reproducibility, checkpoint/resume, readout refit, metrics."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -47,13 +49,32 @@ def test_resume_from_checkpoint_equals_uninterrupted(small_ising, tmp_path):
     with pytest.raises(Killed):
         train(build_ising_model(1, 1, seed=0), x, y, cfg, ck, n_sites=64, augment=dies_in_third_epoch)
     assert torch.load(ck, weights_only=True)["epoch"] == 1
-    assert not (tmp_path / "ck.pt.tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]  # no temporary left beside it
     resumed = build_ising_model(1, 1, seed=5)  # different init: the state must come from the checkpoint
     hist = train(resumed, x, y, cfg, ck, resume=True, n_sites=64, augment=ising_symmetries)
     for pa, pb in zip(full.parameters(), resumed.parameters()):
         assert torch.equal(pa, pb)
     assert [h["epoch"] for h in hist] == [0, 1, 2, 3]
     assert hist[-1]["val_mae"] == hist_full[-1]["val_mae"]
+
+
+def test_a_checkpoint_write_that_fails_keeps_the_old_checkpoint(small_ising, tmp_path, monkeypatch):
+    """torch.save dying half-way (disk full, Ctrl-C) leaves the previous checkpoint whole and no temporary."""
+    import ednn_dask.train.trainer as trainer
+
+    ck = tmp_path / "ck.pt"
+    _fit(small_ising, 1, checkpoint=ck)
+    before = ck.read_bytes()
+
+    def half_written(obj, f):
+        Path(f).write_bytes(b"PK\x03\x04 truncated")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(trainer.torch, "save", half_written)
+    with pytest.raises(OSError, match="No space"):
+        _fit(small_ising, 2, checkpoint=ck)
+    assert ck.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]
 
 
 def test_refit_readout_reduces_training_error(small_ising):

@@ -18,6 +18,8 @@ def add_commands(sub, common) -> None:
     mk.add_argument("--temperature", type=at_least(0.0, float), default=1000.0, help="K, in-plane Einstein displacements")
     mk.add_argument("--seed", type=int, default=0)
     mk.add_argument("--out", required=True)
+    mk.add_argument("--overwrite", action="store_true",
+                    help="replace an existing --out file (atomically, once the new one is complete)")
     mk.set_defaults(func=_cmd_make_sheet)
 
     ra = sub.add_parser("rasterize", parents=[common], help="rasterize a structure into a chunked Zarr v3 array (Dask)")
@@ -41,6 +43,8 @@ def add_commands(sub, common) -> None:
     di.add_argument("--L", type=at_least(1), default=8)
     di.add_argument("--seed", type=int, default=1)
     di.add_argument("--out", required=True)
+    di.add_argument("--overwrite", action="store_true",
+                    help="replace an existing --out file (atomically, once the new one is complete)")
     di.set_defaults(func=_cmd_dataset_ising)
 
     dsh = dss.add_parser("sheets", parents=[common], help="sheet structures, rasters and Tersoff energies (Zarr v3)")
@@ -62,9 +66,9 @@ def _cmd_dataset_ising(args) -> int:
     out = Path(args.out)
     if out.suffix != ".npz":
         raise InputError(f"--out must end in .npz, got {out}")
-    check_file_output(out, overwrite=True)  # its folder exists and is writable, before the sampling
+    check_file_output(out, overwrite=args.overwrite)  # before the sampling: no existing file, a writable folder
     data = IsingDataset.generate(args.n, args.L, seed=args.seed)
-    with atomic_path(out) as tmp, open(tmp, "wb") as fh:  # a file object: numpy adds no ".npz" to the name
+    with atomic_path(out, overwrite=args.overwrite) as tmp, open(tmp, "wb") as fh:  # a file object: numpy adds no ".npz" to the name
         data.save(fh)
     print(f"wrote {args.n} {args.L}x{args.L} configurations to {out}", file=sys.stderr)
     return 0
@@ -86,10 +90,10 @@ def _cmd_make_sheet(args) -> int:
     out = Path(args.out)
     if out.suffix != ".npz":
         raise InputError(f"--out must end in .npz (compact atoms), got {out}")
-    check_file_output(out, overwrite=True)  # its folder exists and is writable, before the sheet is built
+    check_file_output(out, overwrite=args.overwrite)  # before the sheet is built: no existing file, a writable folder
     side = args.size_um * 1e4  # Å
     atoms = porous_graphene_arrays((side, side), seed=args.seed, temperature=args.temperature)
-    save_atoms_npz(atoms, out, kind=args.kind, seed=args.seed)
+    save_atoms_npz(atoms, out, overwrite=args.overwrite, kind=args.kind, seed=args.seed)
     Lx, Ly = atoms.lengths_xy
     print(f"wrote {atoms.numbers.size:,} atoms, cell {Lx:.1f} x {Ly:.1f} Å, to {out}", file=sys.stderr)
     return 0

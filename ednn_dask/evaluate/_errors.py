@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..errors import EDNNError
 
-__all__ = ["EvaluationError"]
+__all__ = ["EvaluationError", "TasksStillRunning"]
 
 
 class EvaluationError(EDNNError, ValueError):
@@ -13,3 +13,7 @@ class EvaluationError(EDNNError, ValueError):
     workers for what only reading the pixels reveals (NaN pixels, a corrupt
     chunk); the evaluator then keeps no partial results.
     """
+
+
+class TasksStillRunning(EDNNError, RuntimeError):
+    """An evaluation failed on a cluster whose tasks did not all end in time; its unfinished tile map is kept."""

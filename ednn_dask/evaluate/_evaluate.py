@@ -24,6 +24,7 @@ from .. import config
 from .._outputs import OutputLock, check_output
 from ..errors import EDNNError
 from ._errors import EvaluationError
+from ._running import compute_on_cluster, new_run, running
 from ._source import Source, aligned_chunks, open_raster, open_source
 from ._store import KIND, TileStore
 from ._worker import ModelRef, block_contributions, cached_model
@@ -262,8 +263,11 @@ def run_plan(plan: Plan, client=None, scheduler: str | None = None, progress: bo
         return _run(plan, store, client, scheduler, progress)
 
 
-def _graph(plan: Plan, store: TileStore | None):
-    """The lazy ``(n_y, n_x)`` tile-contribution map of a plan, each chunk read from ``store`` when done."""
+def _graph(plan: Plan, store: TileStore | None, run: str):
+    """The lazy ``(n_y, n_x)`` tile-contribution map of a plan, each chunk read from ``store`` when done.
+
+    Every block runs under :func:`~._running.running` for ``run``, so a failed run can wait for its blocks.
+    """
     import dask.array as da
 
     c = plan.context
@@ -273,15 +277,16 @@ def _graph(plan: Plan, store: TileStore | None):
 
     def contributions(loc, block):
         """Tile contributions of chunk ``loc`` = (iy, ix); ``block()`` gives it with its context."""
-        if store is not None and loc is not None:
-            done = store.read_done(*loc)
-            if done is not None:
-                return done
-        origin = (int(tile_offsets[0][loc[0]]), int(tile_offsets[1][loc[1]])) if loc is not None else (0, 0)
-        res = block_contributions(block(), ref, mode, tile_origin=origin)
-        if store is not None and loc is not None:
-            store.write(*loc, res)
-        return res
+        with running(run):
+            if store is not None and loc is not None:
+                done = store.read_done(*loc)
+                if done is not None:
+                    return done
+            origin = (int(tile_offsets[0][loc[0]]), int(tile_offsets[1][loc[1]])) if loc is not None else (0, 0)
+            res = block_contributions(block(), ref, mode, tile_origin=origin)
+            if store is not None and loc is not None:
+                store.write(*loc, res)
+            return res
 
     def block_fn(block, block_info=None):
         loc = tuple(block_info[0]["chunk-location"][1:]) if block_info else None
@@ -321,13 +326,14 @@ def _graph(plan: Plan, store: TileStore | None):
 
 
 def _run(plan: Plan, store: TileStore | None, client, scheduler, progress) -> EvaluationResult:
-    total = _graph(plan, store).sum(dtype=np.float64, split_every=plan.split_every)
+    run = new_run()
+    total = _graph(plan, store, run).sum(dtype=np.float64, split_every=plan.split_every)
     t0 = time.perf_counter()
     try:
-        value = _compute(total, client, scheduler, progress)
+        value = _compute(total, client, scheduler, progress, run)
     except EvaluationError:
         # bad input found while computing (NaN pixels, a damaged chunk): no partial results are kept;
-        # interruptions (Ctrl-C, dead workers) keep them for resuming
+        # interruptions (Ctrl-C, dead workers) keep them for resuming. No task is running any more here.
         if store is not None:
             store.discard()
         raise
@@ -354,14 +360,10 @@ def _run(plan: Plan, store: TileStore | None, client, scheduler, progress) -> Ev
     )
 
 
-def _compute(total, client, scheduler, progress) -> float:
+def _compute(total, client, scheduler, progress, run: str) -> float:
+    """The total; when this raises, no task of the run is still running (on the cluster or here)."""
     if client is not None:
-        fut = client.compute(total)
-        if progress:
-            from distributed import progress as dprogress
-
-            dprogress(fut)
-        return float(fut.result())
+        return float(compute_on_cluster(total, client, run, progress, config.get("evaluate.cancel-timeout")))
     from .._compute import compute_local
 
     return float(compute_local(total, scheduler or config.get("evaluate.scheduler"), progress))

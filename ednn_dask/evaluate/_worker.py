@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,8 +21,13 @@ from ._errors import EvaluationError
 
 __all__ = ["ModelRef", "AtomsRef", "cached_model", "cached_atoms", "block_contributions", "preload"]
 
-_CACHE: dict[str, object] = {}
+_CACHE: dict[str, object] = {}  # loaded models by sha256 (small; kept for the life of the worker)
+_ATOMS: OrderedDict[tuple, tuple] = OrderedDict()  # binned sheets, least recently used first
 _LOCK = threading.RLock()
+
+#: Binned sheets a worker process keeps (the most recently used): each takes about as much memory as its
+#: atoms, so a worker serving evaluation after evaluation of other sheets does not keep them all.
+ATOMS_KEPT = 2
 
 
 @dataclass(frozen=True)
@@ -104,19 +110,27 @@ class AtomsRef:
 
 
 def cached_atoms(ref: AtomsRef):
-    """``(BinnedAtoms, species Z or None)`` for ``ref``, loaded and binned once per process."""
+    """``(BinnedAtoms, species Z or None)`` for ``ref``, loaded and binned once per process.
+
+    Only the :data:`ATOMS_KEPT` most recently used sheets stay cached; the least recently used one is
+    dropped before another is loaded, so no more than that many are held at once.
+    """
     key = (ref.token, ref.spacing, ref.chunks, ref.registration)
     with _LOCK:
-        hit = _CACHE.get(key)
-        if hit is None:
-            from ..raster import channel_numbers
-            from ..systems.large import load_atoms
+        hit = _ATOMS.get(key)
+        if hit is not None:
+            _ATOMS.move_to_end(key)
+            return hit
+        while _ATOMS and len(_ATOMS) >= ATOMS_KEPT:
+            _ATOMS.popitem(last=False)
+        from ..raster import channel_numbers
+        from ..systems.large import load_atoms
 
-            atoms = load_atoms(ref.path, check=False)  # the client checked it
-            grid = atoms.grid(ref.spacing)
-            species_z = channel_numbers(ref.species, ref.channels)
-            hit = (atoms.bin(grid, ref.chunks, registration=ref.registration), species_z)
-            _CACHE[key] = hit
+        atoms = load_atoms(ref.path, check=False)  # the client checked it
+        grid = atoms.grid(ref.spacing)
+        species_z = channel_numbers(ref.species, ref.channels)
+        hit = (atoms.bin(grid, ref.chunks, registration=ref.registration), species_z)
+        _ATOMS[key] = hit
         return hit
 
 

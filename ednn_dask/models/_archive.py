@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Union
 from collections.abc import Iterator
 
+from .._outputs import atomic_path
 from ._errors import ModelFileError
 from ._schema import META_NAME
 
@@ -81,25 +82,14 @@ def read_meta_json(source: Source, name: str) -> Any:
         raise ModelFileError(f"{name}: {META_NAME} is not valid JSON") from None
 
 
-@contextlib.contextmanager
-def replaced(path: Path) -> Iterator[Path]:
-    """A temporary name next to ``path`` to write to; renamed over ``path`` when the block succeeds.
-
-    The temporary name keeps the suffix (``torch.export`` checks it); a
-    failure removes it and leaves the old file intact.
-    """
-    tmp = path.with_name(f".tmp-{path.name}")
-    try:
-        yield tmp
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
+#: A temporary name beside ``path`` that is renamed over it when the block succeeds (the name keeps
+#: the suffix, which ``torch.export`` checks); the one helper is :func:`ednn_dask._outputs.atomic_path`.
+replaced = atomic_path
 
 
 def replace_meta_json(path: Path, blob: bytes) -> None:
     """Rewrite the archive at ``path`` with ``blob`` as its ``ednn.json``; every other member is copied unchanged."""
-    with replaced(path) as tmp, zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as dst:
+    with atomic_path(path) as tmp, zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as dst:
         for item in src.infolist():
             dst.writestr(item, blob if _is_meta(item.filename) else src.read(item))
 

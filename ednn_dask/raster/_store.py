@@ -115,10 +115,9 @@ def _write(lazy, out: Path, shape, chunks, progress: bool, scheduler, meta: dict
     import zarr
 
     from .._compute import compute_local
-    from .._outputs import marker, replace_store, temporary_path
+    from .._outputs import atomic_path, marker
 
-    tmp = temporary_path(out)
-    try:
+    with atomic_path(out, RASTER_KIND) as tmp:  # only a raster of ours is replaced, once the new one is complete
         root = zarr.open_group(str(tmp), mode="w", attributes=marker(RASTER_KIND))
         arr = root.create_array(
             "raster",
@@ -132,7 +131,3 @@ def _write(lazy, out: Path, shape, chunks, progress: bool, scheduler, meta: dict
         arr.attrs.update(meta)
         root.attrs.update(meta)
         compute_local(da.store(lazy, arr, lock=False, compute=False), scheduler, progress)
-        replace_store(tmp, out, RASTER_KIND)  # only a raster of ours, and only once the new one is complete
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

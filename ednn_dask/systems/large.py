@@ -107,12 +107,16 @@ def porous_graphene_arrays(
     return AtomsArrays(pos, np.full(pos.shape[0], 6, np.int16), (Lx, Ly))
 
 
-def save_atoms_npz(atoms: AtomsArrays, path: str | os.PathLike, **extra) -> Path:
-    """Write atoms compactly (at a temporary name, renamed when complete: :func:`~ednn_dask._outputs.atomic_path`)."""
+def save_atoms_npz(atoms: AtomsArrays, path: str | os.PathLike, *, overwrite: bool = True, **extra) -> Path:
+    """Write atoms compactly (at a temporary name, renamed when complete: :func:`~ednn_dask._outputs.atomic_path`).
+
+    ``overwrite=False`` refuses (:class:`~ednn_dask._outputs.OutputError`) a ``path`` that exists when the
+    file is complete; ``extra`` arrays are stored beside the atoms.
+    """
     from .._outputs import atomic_path
 
     path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: numpy adds no ".npz" to the name
+    with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:  # a file object: numpy adds no ".npz" to the name
         np.savez(fh, positions=atoms.positions, numbers=atoms.numbers, cell=np.array(atoms.lengths_xy), **extra)
     return path
 

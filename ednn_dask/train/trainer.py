@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .._outputs import atomic_path
 from ..errors import InputError
 from ..nn import EDNN, TileNet
 from ..tiles import n_tiles, tile_field
@@ -409,20 +410,16 @@ def _load_checkpoint(path: str | os.PathLike, device: torch.device) -> dict[str,
 def _save_checkpoint(path, model, opt, sched, epoch, history, config) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    cfg = config.as_metadata()
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "epoch": epoch,
-            "history": history,
-            "config": cfg,
-        },
-        tmp,
-    )
-    os.replace(tmp, path)  # a crash mid-write never leaves a truncated checkpoint
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "epoch": epoch,
+        "history": history,
+        "config": config.as_metadata(),
+    }
+    with atomic_path(path) as tmp:  # a crash mid-write never leaves a truncated checkpoint
+        torch.save(state, tmp)
 
 
 def _progress(iterable, enabled: bool, **kw):
