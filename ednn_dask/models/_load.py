@@ -50,7 +50,7 @@ def load_model(source: Source, tile_batch: int | None = None) -> LoadedModel:
         net, program_shape = _load_network(data, card.exported_as, records)
     if card.field_program:
         program = card.program
-        net = FieldProgram(net.fn, card.focus, card.context, program["min_tiles"])
+        net = FieldProgram(net.fn, card.focus, card.context, program["min_tiles"], n_maps=card.n_maps)
         program_shape = _field_input_shape(program_shape)
     card.check_program(net, program_shape)
     card.check_tile_shape()

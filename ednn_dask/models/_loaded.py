@@ -87,6 +87,10 @@ class LoadedModel:
             raise ModelFileError(f"model {self.name!r} has no subnet spec to rebuild its network from")
         baseline = (card.focus, card.context, card.channels) if card.has_focus_baseline else None
         net = TileNet(build_subnet(card.subnet), focus_baseline=baseline)
+        if card.n_maps == 2:
+            from ..nn.domain import FeatureDomain
+
+            net.domain = FeatureDomain(int(card.subnet["dense"][-1]))
         program = self.ednn.tile_net
         program = getattr(program, "program", None) or getattr(program, "fn", program)
         state = {k.removeprefix("tile_net."): v for k, v in program.state_dict().items()}

@@ -64,7 +64,7 @@ def save_model(model: EDNN, path: str | os.PathLike, metadata: dict[str, Any], e
     meta = {**metadata, **_network_fields(model, net, fmt, channels)}
     field = fmt == "torch.export" and model.ndim == 2 and _field_ready(net, model.focus)
     if field:
-        meta["program"] = field_program(_FIELD_MIN)
+        meta["program"] = field_program(_FIELD_MIN, getattr(net, "n_maps", 1))
     ModelCard(meta, str(path)).validate()
     path.parent.mkdir(parents=True, exist_ok=True)
     with replaced(path) as tmp:

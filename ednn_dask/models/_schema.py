@@ -167,10 +167,20 @@ def label_scaling(offset: float, scale: float, focus_weights: Sequence[float] | 
     return out
 
 
-def field_program(min_tiles: int) -> dict[str, Any]:
-    """``program`` of a file whose exported program maps whole padded fields to per-tile contributions."""
+#: names of the per-tile maps a field program gives, in order
+OUTPUTS = ("contribution", "feature_distance2")
+
+
+def field_program(min_tiles: int, n_maps: int = 1) -> dict[str, Any]:
+    """``program`` of a file whose exported program maps whole padded fields to per-tile maps.
+
+    ``n_maps`` 1: contributions ``(1, n_y, n_x)``; 2: ``(1, 2, n_y, n_x)``,
+    contributions and feature distances (see ``domain``).
+    """
     return {
         "kind": FIELD,
         "min_tiles": int(min_tiles),
-        "takes": "one (1, C, n_y f + 2c, n_x f + 2c) field with its periodic border -> (1, n_y, n_x) contributions",
+        "outputs": list(OUTPUTS[:n_maps]),
+        "takes": "one (1, C, n_y f + 2c, n_x f + 2c) field with its periodic border -> its per-tile outputs "
+                 + ("(1, n_y, n_x)" if n_maps == 1 else f"({n_maps}, n_y, n_x) stacked as (1, {n_maps}, n_y, n_x)"),
     }

@@ -193,6 +193,20 @@ class ModelCard:
         return program if isinstance(program, Mapping) else {"kind": TILES}
 
     @property
+    def n_maps(self) -> int:
+        """Per-tile maps the program gives: 1 (contributions) or 2 (and feature distances, see :attr:`domain`)."""
+        return len(self.program.get("outputs", ["contribution"])) if self.field_program else 1
+
+    @property
+    def domain(self) -> Mapping[str, Any] | None:
+        """The domain of validity the file carries (feature statistics' threshold and calibration), or ``None``.
+
+        Present only where the program gives feature distances (``n_maps`` 2).
+        """
+        domain = self.metadata.get("domain")
+        return domain if isinstance(domain, Mapping) and self.n_maps == 2 else None
+
+    @property
     def field_program(self) -> bool:
         """The exported program evaluates whole padded fields (halo sharing runs the file itself)."""
         return self.program.get("kind") == FIELD
@@ -304,6 +318,10 @@ class ModelCard:
             value = program.get("min_tiles")
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
                 raise ModelFileError(f"{name}: model metadata program.min_tiles must be an integer in 1..64")
+            outputs = program.get("outputs", ["contribution"])
+            if outputs not in (["contribution"], ["contribution", "feature_distance2"]):
+                raise ModelFileError(f"{name}: model metadata program.outputs must be ['contribution'] or "
+                                     "['contribution', 'feature_distance2']")
             if self.exported_as != "torch.export" or not self.halo_sharing_exact:
                 raise ModelFileError(f"{name}: a field program needs torch.export and a VALID conv subnet "
                                      "whose stride divides the focus")

@@ -62,6 +62,13 @@ class TileNet(nn.Module):
         self.baseline = focus_baseline
         if focus_baseline is not None:
             self.register_buffer("focus_weights", torch.zeros(int(focus_baseline[2])))
+        #: the training tiles' readout features (:class:`~ednn_dask.nn.domain.FeatureDomain`), once fitted
+        self.domain: nn.Module | None = None
+
+    @property
+    def n_maps(self) -> int:
+        """Values per tile: the contribution, and with a fitted :attr:`domain` the feature distance ``d2``."""
+        return 1 if self.domain is None else 2
 
     def focus_sums(self, tiles: torch.Tensor) -> torch.Tensor:
         """``(N, C)`` pixel sums of each tile's focus region."""
@@ -86,8 +93,33 @@ class TileNet(nn.Module):
         (that of the field and the label scaling) before it is scaled: under
         bfloat16 autocast only the subnet runs in bf16.
         """
+        return self._shared_parts(padded, focus, distance=False)
+
+    def forward_shared_maps(self, padded: torch.Tensor, focus: int) -> torch.Tensor:
+        """``(B, n_maps, n_y, n_x)``: :meth:`forward_shared` and, with a :attr:`domain`, each tile's ``d2``."""
+        if self.domain is None:
+            return self.forward_shared(padded, focus)[:, None]
+        return self._shared_parts(padded, focus, distance=True)
+
+    def forward_maps(self, tiles: torch.Tensor) -> torch.Tensor:
+        """``(N, n_maps)``: :meth:`forward` and, with a :attr:`domain`, each tile's ``d2``."""
+        if self.domain is None:
+            return self.forward(tiles)[:, None]
+        z = self.subnet.tile_features(tiles)
+        last = self.subnet.head[-1]
+        out = (z @ last.weight[0] + last.bias[0]) * self.scale + self.offset
+        if self.baseline is not None:
+            out = out + self.focus_sums(tiles) @ self.focus_weights
+        return torch.stack([out, self.domain(z)], 1)
+
+    def _shared_parts(self, padded: torch.Tensor, focus: int, distance: bool) -> torch.Tensor:
         dtype = torch.float64 if torch.float64 in (padded.dtype, self.scale.dtype) else torch.float32
-        raw = torch.ops.aten._to_copy.default(self.subnet.forward_shared(padded, focus), dtype=dtype)
+        if distance:
+            feat = self.subnet.shared_features(padded, focus)
+            raw, d2 = self.subnet.readout_shared(feat), self.domain(feat)
+        else:
+            raw = self.subnet.forward_shared(padded, focus)
+        raw = torch.ops.aten._to_copy.default(raw, dtype=dtype)
         out = raw * self.scale + self.offset
         if self.baseline is not None:
             f, c, ch = self.baseline
@@ -96,6 +128,8 @@ class TileNet(nn.Module):
             sums = inner.reshape(B, ch, H // f, f, W // f, f).sum((3, 5))  # (B, C, ny, nx)
             # multiply and sum, not einsum/matmul: bfloat16 autocast leaves these in float32
             out = out + (sums * self.focus_weights[None, :, None, None]).sum(1)
+        if distance:
+            return torch.stack([out, torch.ops.aten._to_copy.default(d2, dtype=dtype)], 1)
         return out
 
     def field_net(self, focus: int) -> "FieldNet":
@@ -118,7 +152,10 @@ class FieldNet(nn.Module):
         self.focus = int(focus)
 
     def forward(self, padded: torch.Tensor) -> torch.Tensor:
-        return self.tile_net.forward_shared(padded, self.focus)
+        """``(B, n_y, n_x)`` contributions, or ``(B, 2, n_y, n_x)`` with ``d2`` where the network has a domain."""
+        if self.tile_net.domain is None:
+            return self.tile_net.forward_shared(padded, self.focus)
+        return self.tile_net.forward_shared_maps(padded, self.focus)
 
 
 class EDNN(nn.Module):
@@ -192,9 +229,21 @@ class EDNN(nn.Module):
         """Tile edge ``f + 2c`` in pixels."""
         return self.focus + 2 * self.context
 
+    @property
+    def n_maps(self) -> int:
+        """Values the tile network gives per tile: 1 (the contribution) or 2 (and the feature distance ``d2``)."""
+        return int(getattr(self.tile_net, "n_maps", 1))
+
     def contributions_from_padded(self, padded: torch.Tensor, tile_origin: tuple[int, ...] | None = None
                                   ) -> torch.Tensor:
-        """Per-tile contributions of a field whose context border is present.
+        """Per-tile contributions ``(B, *n)`` of a field whose context border is present.
+
+        The first map of :meth:`maps_from_padded` (see there).
+        """
+        return self.maps_from_padded(padded, tile_origin)[:, 0].contiguous()
+
+    def maps_from_padded(self, padded: torch.Tensor, tile_origin: tuple[int, ...] | None = None) -> torch.Tensor:
+        """Per-tile maps of a field whose context border is present: contributions, and ``d2`` where fitted.
 
         Parameters
         ----------
@@ -209,36 +258,50 @@ class EDNN(nn.Module):
         Returns
         -------
         torch.Tensor
-            ``(B, *n)``: one contribution per focus region.
+            ``(B, n_maps, *n)``: map 0 holds one contribution per focus
+            region; map 1, for a network with a fitted domain, each tile's
+            feature distance ``d2`` (:class:`~ednn_dask.nn.domain.FeatureDomain`).
         """
         if self.halo_sharing:
             check_tiling([s - 2 * self.context for s in padded.shape[2:]], self.focus, self.context)
             if self.training:  # one pass over the whole field
-                return self.tile_net.forward_shared(padded, self.focus)
+                return self._shared_call(padded)
             return self._shared_windows(padded)
         tiles = extract_tiles(padded, self.focus, self.context, self.ndim)
         batch_grid = tiles.shape[: 1 + self.ndim]
         flat = tiles.reshape(-1, *tiles.shape[1 + self.ndim :])
         step = self.tile_batch or flat.shape[0]
         if self.training:
-            out = torch.cat([self.tile_net(flat[i : i + step]) for i in range(0, flat.shape[0], step)])
+            out = torch.cat([self._tile_call(flat[i : i + step]) for i in range(0, flat.shape[0], step)])
         else:
             origin = tuple(tile_origin) if tile_origin is not None else (0,) * self.ndim
             # no fixed batch size (tile_batch 0 or None): one call over every tile, no slots to keep
-            out = self._slotted_batches(flat, batch_grid, origin, step) if self.tile_batch else self.tile_net(flat)
-        return out.reshape(batch_grid)
+            out = self._slotted_batches(flat, batch_grid, origin, step) if self.tile_batch else self._tile_call(flat)
+        return out.reshape(*batch_grid, -1).movedim(-1, 1)
+
+    def _tile_call(self, tiles: torch.Tensor) -> torch.Tensor:
+        """``(N, n_maps)`` of a batch of tiles."""
+        if self.n_maps == 1:
+            return self.tile_net(tiles)[:, None]
+        return self.tile_net.forward_maps(tiles)
+
+    def _shared_call(self, padded: torch.Tensor) -> torch.Tensor:
+        """``(B, n_maps, n_y, n_x)`` of one padded window."""
+        if self.n_maps == 1:
+            return self.tile_net.forward_shared(padded, self.focus)[:, None]
+        return self.tile_net.forward_shared_maps(padded, self.focus)
 
     def _shared_windows(self, padded: torch.Tensor) -> torch.Tensor:
-        """Halo-shared contributions computed window by window (see ``halo_window``)."""
+        """Halo-shared maps computed window by window (see ``halo_window``)."""
         f, c, w = self.focus, self.context, self.window_tiles
         ny, nx = ((s - 2 * c) // f for s in padded.shape[2:])
-        out = padded.new_empty((padded.shape[0], ny, nx))
+        out = padded.new_empty((padded.shape[0], self.n_maps, ny, nx))
         for y0 in range(0, ny, w):
             y1 = min(ny, y0 + w)
             for x0 in range(0, nx, w):
                 x1 = min(nx, x0 + w)
                 win = padded[:, :, y0 * f : y1 * f + 2 * c, x0 * f : x1 * f + 2 * c]
-                out[:, y0:y1, x0:x1] = self.tile_net.forward_shared(win, f)
+                out[:, :, y0:y1, x0:x1] = self._shared_call(win)
         return out
 
     def _slotted_batches(self, flat: torch.Tensor, batch_grid, origin: tuple[int, ...], step: int) -> torch.Tensor:
@@ -278,24 +341,28 @@ class EDNN(nn.Module):
         rank[order] = torch.arange(n) - first[slot[order]]
         by_batch = torch.argsort(rank, stable=True)
         sizes = torch.bincount(rank).tolist()
-        out = flat.new_empty(n)
+        out = flat.new_empty((n, self.n_maps))
         start = 0
         for size in sizes:
             idx = by_batch[start : start + size]
             start += size
             batch = flat.new_zeros((step, *flat.shape[1:]))
             batch[slot[idx]] = flat[idx]
-            out[idx] = self.tile_net(batch)[slot[idx]]
+            out[idx] = self._tile_call(batch)[slot[idx]]
         return out
 
     def tile_contributions(self, x: torch.Tensor) -> torch.Tensor:
         """Per-tile contributions ``(B, *n)`` of periodic fields ``(B, C, *spatial)``."""
+        return self.tile_maps(x)[:, 0].contiguous()
+
+    def tile_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-tile maps ``(B, n_maps, *n)`` of periodic fields (see :meth:`maps_from_padded`)."""
         if x.dim() != self.ndim + 2:
             raise ValueError(
                 f"expected a (batch, channels, {self.ndim} spatial) field, got shape {tuple(x.shape)}"
             )
         check_tiling(x.shape[2:], self.focus, self.context)
-        return self.contributions_from_padded(periodic_pad(x, self.context, self.ndim))
+        return self.maps_from_padded(periodic_pad(x, self.context, self.ndim))
 
     def forward(self, x: torch.Tensor, per_tile: bool = False) -> torch.Tensor:
         """Predict the extensive quantity of each field in a batch.

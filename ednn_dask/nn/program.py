@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 
 import torch
@@ -16,8 +15,7 @@ class FieldProgram(nn.Module):
 
     It serves an :class:`~ednn_dask.nn.EDNN` both ways: :meth:`forward_shared`
     evaluates whole windows (halo sharing), one field per call, and
-    :meth:`forward` a batch of tiles, laid out as one field (a mosaic, see
-    there). The program takes fields of at least ``min_tiles`` tiles per
+    :meth:`forward` a batch of tiles, each as a field of one tile. The program takes fields of at least ``min_tiles`` tiles per
     axis; smaller ones are padded with zeros and the extra outputs dropped.
     A VALID conv network computes each tile from its own pixels only, so the
     padding changes no value, and the padded shape is a function of the
@@ -36,6 +34,9 @@ class FieldProgram(nn.Module):
         Tiling of the program, in pixels.
     min_tiles : int
         Fewest tiles per axis the program accepts.
+    n_maps : int
+        1: the program gives ``(1, n_y, n_x)`` contributions; 2: ``(1, 2, n_y, n_x)``,
+        contributions and each tile's feature distance ``d2``.
     bf16 : bool
         Run the program under CPU bfloat16 autocast (the program itself
         casts the subnet's output back before the label scaling).
@@ -45,7 +46,7 @@ class FieldProgram(nn.Module):
     """
 
     def __init__(self, program: nn.Module, focus: int, context: int, min_tiles: int = 1,
-                 bf16: bool = False, channels_last: bool = False):
+                 bf16: bool = False, channels_last: bool = False, n_maps: int = 1):
         super().__init__()
         if channels_last:
             with warnings.catch_warnings():  # torch's own deprecation notices from copying its tree specs
@@ -55,16 +56,21 @@ class FieldProgram(nn.Module):
         object.__setattr__(self, "program", program)
         self.focus, self.context, self.min_tiles = int(focus), int(context), int(min_tiles)
         self.bf16, self.channels_last = bool(bf16), bool(channels_last)
+        self.n_maps = int(n_maps)
 
     def with_options(self, bf16: bool = False, channels_last: bool = False) -> FieldProgram:
         """The same program run with other precision or layout options."""
-        return FieldProgram(self.program, self.focus, self.context, self.min_tiles, bf16, channels_last)
+        return FieldProgram(self.program, self.focus, self.context, self.min_tiles, bf16, channels_last, self.n_maps)
 
     def supports_halo_sharing(self, focus: int) -> bool:
         return int(focus) == self.focus
 
     def forward_shared(self, padded: torch.Tensor, focus: int) -> torch.Tensor:
         """``(B, n_y, n_x)`` contributions of padded 2-D fields with ``n_k f + 2c`` pixels per axis."""
+        return self.forward_shared_maps(padded, focus)[:, 0]
+
+    def forward_shared_maps(self, padded: torch.Tensor, focus: int) -> torch.Tensor:
+        """``(B, n_maps, n_y, n_x)``: contributions, and ``d2`` where the program gives it."""
         if int(focus) != self.focus:
             raise ValueError(f"this program evaluates focus {self.focus}, not {focus}")
         return torch.cat([self._one(padded[b : b + 1]) for b in range(padded.shape[0])])
@@ -85,28 +91,20 @@ class FieldProgram(nn.Module):
                 out = self.program(x)
         else:
             out = self.program(x)
-        return out[:, :ny, :nx]
+        if self.n_maps == 1:
+            out = out[:, None]
+        return out[:, :, :ny, :nx]
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
-        """``(N,)`` contributions of ``(N, C, f + 2c, f + 2c)`` tiles, computed as one field.
+        """``(N,)`` contributions of ``(N, C, f + 2c, f + 2c)`` tiles (see :meth:`forward_maps`)."""
+        return self.forward_maps(tiles)[:, 0]
 
-        The tiles are laid out on a grid of pitch ``k f`` pixels (``k f`` the
-        least multiple of the focus that holds a tile; zeros in between): the
-        program's output at tile index ``(i k, j k)`` then covers tile
-        ``(i, j)`` exactly and nothing else. The conv stack runs over about
-        as many pixels as the tiles have; tile ``n`` always sits at the same
-        place of the mosaic.
+    def forward_maps(self, tiles: torch.Tensor) -> torch.Tensor:
+        """``(N, n_maps)`` of ``(N, C, f + 2c, f + 2c)`` tiles, each run alone as a field of one tile.
+
+        One call per tile, each of the same shape: a tile's value does not
+        depend on the other tiles of the batch, nor on the number of threads
+        (a large field, e.g. all tiles laid out as one mosaic, would be split
+        between threads differently for different thread counts).
         """
-        n, ch, t = tiles.shape[0], tiles.shape[1], tiles.shape[-1]
-        f = self.focus
-        k = -(-t // f)
-        cols = math.ceil(math.sqrt(n))
-        rows = -(-n // cols)
-        mosaic = tiles.new_zeros((rows * cols, ch, k * f, k * f))
-        mosaic[:n, :, :t, :t] = tiles
-        mosaic = mosaic.reshape(rows, cols, ch, k * f, k * f).permute(2, 0, 3, 1, 4).reshape(1, ch, rows * k * f,
-                                                                                             cols * k * f)
-        # a field of (rows - 1) k + 1 tiles per axis (plus its 2c border) ends with the last tile
-        field = mosaic[:, :, : (rows - 1) * k * f + t, : (cols - 1) * k * f + t]
-        out = self._one(field)[0, ::k, ::k]
-        return out.reshape(-1)[:n]
+        return torch.cat([self._one(tiles[i : i + 1])[0, :, 0, 0][None] for i in range(tiles.shape[0])])

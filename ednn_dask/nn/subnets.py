@@ -227,6 +227,15 @@ class ConvSubnet(nn.Module):
             raise ValueError("shared_features needs a hidden dense layer before the readout")
         return self._shared(padded, focus, readout=False)
 
+    def readout_shared(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, n_y, n_x)`` raw outputs from :meth:`shared_features`: the last linear layer as a 1 x 1 convolution."""
+        last = self.head[-1]
+        return nn.functional.conv2d(features, last.weight[:, :, None, None], last.bias).squeeze(1)
+
+    def tile_features(self, tiles: torch.Tensor) -> torch.Tensor:
+        """``(N, hidden)`` inputs of the last linear layer for ``(N, C, t, t)`` tiles (the per-tile path)."""
+        return self.head[:-1](self.features(tiles).flatten(1))
+
     def _shared(self, padded: torch.Tensor, focus: int, readout: bool) -> torch.Tensor:
         if not self.supports_halo_sharing(focus):
             raise ValueError(
