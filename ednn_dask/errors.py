@@ -11,7 +11,7 @@ given; the command line prints each as one line ``ednn-dask: warning: ...``.
 """
 from __future__ import annotations
 
-__all__ = ["EDNNError", "InputError", "EDNNWarning"]
+__all__ = ["EDNNError", "InputError", "DomainError", "EDNNWarning"]
 
 
 class EDNNError(Exception):
@@ -20,6 +20,10 @@ class EDNNError(Exception):
 
 class InputError(EDNNError, ValueError):
     """A value or file given by the user that cannot be used (bad spins, a wrong suffix, ...)."""
+
+
+class DomainError(EDNNError):
+    """With ``--strict``: an input outside the model's domain (``ednn_dask.domain``), where it would only warn."""
 
 
 class EDNNWarning(UserWarning):

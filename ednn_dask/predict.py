@@ -9,7 +9,7 @@ call in :attr:`Prediction.warning`.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -40,11 +40,39 @@ class Prediction:
     units: str
     n_atoms: np.ndarray | None = None
     warning: str | None = None
+    #: ``(N,)`` uncertainty of each total (model units), for models with a domain (``card.domain``)
+    uncertainty: np.ndarray | None = None
+    #: ``(N,)`` whether each structure is outside the model's domain (models with a domain)
+    out_of_domain: np.ndarray | None = None
+    #: why, per structure outside the domain
+    reasons: dict[int, list[str]] = field(default_factory=dict)
+
+    @property
+    def domain_warning(self) -> str | None:
+        """One line on the structures outside the model's domain, or ``None``."""
+        if self.out_of_domain is None or not self.out_of_domain.any():
+            return None
+        bad = np.flatnonzero(self.out_of_domain)
+        k = int(bad[0])
+        why = "; ".join(self.reasons.get(k, []))
+        if bad.size == 1:
+            return (f"structure {k} is outside the domain of model {self.model!r}: {why}; "
+                    "its energy is an extrapolation, not to be trusted")
+        return (f"{bad.size} of {self.out_of_domain.size} structures are outside the domain of model "
+                f"{self.model!r} (structure {k}: {why}); their energies are extrapolations, not to be trusted")
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"energies": self.energies.tolist()}
         if self.n_atoms is not None:
             out["energies_per_atom"] = (self.energies / self.n_atoms).tolist()
+        if self.uncertainty is not None:
+            out["uncertainties"] = self.uncertainty.tolist()
+            if self.n_atoms is not None:
+                out["uncertainties_per_atom"] = (self.uncertainty / self.n_atoms).tolist()
+        if self.out_of_domain is not None:
+            out["out_of_domain"] = bool(self.out_of_domain.any())
+            out["out_of_domain_structures"] = np.flatnonzero(self.out_of_domain).tolist()
+            out["domain_reasons"] = {str(k): v for k, v in self.reasons.items()}
         out.update(model=self.model, n=int(self.energies.size))
         return out
 
@@ -133,10 +161,23 @@ def predict_frames(model, frames: Sequence) -> Prediction:
     if flagged:
         more = f" (and {len(flagged) - 1} more of {len(frames)} structures)" if len(flagged) > 1 else ""
         warning = f"structure {flagged[0][0]}: {flagged[0][1]}{more}"
+    from .domain import DomainSpec, assess
+
+    spec = DomainSpec.from_card(model.card)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SheetWarning)  # reported once, in Prediction.warning
-        energies = predict_structures(model, frames)
-    return Prediction(energies, model.name, model.card.units, np.array([len(a) for a in frames]), warning)
+        if spec is None:
+            energies = predict_structures(model, frames)
+        else:
+            energies, maps = predict_structures(model, frames, maps=True)
+    n_atoms = np.array([len(a) for a in frames])
+    if spec is None:
+        return Prediction(energies, model.name, model.card.units, n_atoms, warning)
+    verdicts = [assess(spec, m[1], a.positions, a.numbers, a.cell.lengths()[:2]) for m, a in zip(maps, frames)]
+    return Prediction(energies, model.name, model.card.units, n_atoms, warning,
+                      uncertainty=np.array([v.sigma for v in verdicts]),
+                      out_of_domain=np.array([v.out_of_domain for v in verdicts]),
+                      reasons={k: v.reasons for k, v in enumerate(verdicts) if v.reasons})
 
 
 def predict_file(model, path: str) -> Prediction:

@@ -5,6 +5,7 @@ import json
 import os
 import sys
 
+from ..errors import DomainError
 from ._types import positive
 
 __all__ = ["add_commands"]
@@ -28,6 +29,8 @@ def add_commands(sub, common) -> None:
     pr.add_argument("input", help="Ising models: .npy array (N, L, L) of +-1 spins; "
                     "sheet models: any ASE-readable structure file (extxyz, cif, POSCAR, ...)")
     pr.add_argument("--json", action="store_true", help="print JSON only")
+    pr.add_argument("--strict", action="store_true",
+                    help="fail (exit 2, nothing printed) when a structure is outside the model's domain")
     pr.set_defaults(func=_cmd_predict)
 
     d = sub.add_parser("demo", parents=[common], help="bundled models at work, no training: a porous sheet evaluated "
@@ -102,8 +105,11 @@ def _cmd_predict(args) -> int:
     model = get_model(args.model)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     res = predict_file(model, args.input)
-    if res.warning:
-        print(f"ednn-dask: warning: {res.warning}", file=sys.stderr)
+    if args.strict and res.domain_warning:
+        raise DomainError(res.domain_warning)
+    for line in (res.warning, res.domain_warning):
+        if line:
+            print(f"ednn-dask: warning: {line}", file=sys.stderr)
     if args.json:
         print(json.dumps(res.as_json()))
     elif res.n_atoms is None:
@@ -111,7 +117,11 @@ def _cmd_predict(args) -> int:
             print(f"{i}\t{e:.6f} {res.units}")
     else:
         for i, (e, n) in enumerate(zip(res.energies, res.n_atoms)):
-            print(f"{i}\t{e:.6f} eV\t{e / n:.6f} eV/atom\t{n} atoms")
+            line = f"{i}\t{e:.6f} eV\t{e / n:.6f} eV/atom\t{n} atoms"
+            if res.uncertainty is not None:
+                line += f"\t+- {res.uncertainty[i] / n * 1e3:.2g} meV/atom"
+                line += "\tOUT OF DOMAIN" if res.out_of_domain[i] else ""
+            print(line)
     return 0
 
 

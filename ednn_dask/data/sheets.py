@@ -183,8 +183,9 @@ def generate_dataset(
     return path
 
 
-def open_dataset(path: str | os.PathLike, species: Sequence[str] | None = None) -> dict[str, Any]:
-    """Load a finished dataset into memory (rasters, energies, n_atoms, attrs).
+def open_dataset(path: str | os.PathLike, species: Sequence[str] | None = None, atoms: bool = False) -> dict[str, Any]:
+    """Load a finished dataset into memory (rasters, energies, n_atoms, attrs; with ``atoms`` also positions,
+    numbers and cells).
 
     ``species`` keeps only those channels (e.g. ``("C",)`` for all-carbon data,
     a third of the memory); structures with other species are then refused.
@@ -213,4 +214,7 @@ def open_dataset(path: str | os.PathLike, species: Sequence[str] | None = None) 
         attrs["species"] = list(species)
     else:
         out = rasters[:]
-    return {"rasters": out, "energies": root["energies"][:], "n_atoms": root["n_atoms"][:], "attrs": attrs}
+    data = {"rasters": out, "energies": root["energies"][:], "n_atoms": root["n_atoms"][:], "attrs": attrs}
+    if atoms:
+        data.update({k: root[k][:] for k in ("positions", "numbers", "cells")})
+    return data

@@ -111,6 +111,19 @@ class LoadedModel:
         return build_ednn(self, resolve_mode(self))
 
     @torch.no_grad()
+    def predict_maps(self, fields: torch.Tensor, batch_size: int = 256, halo_sharing: bool | None = None
+                     ) -> torch.Tensor:
+        """Per-tile maps ``(B, n_maps, *n)`` of ``(B, C, *spatial)`` fields: contributions, and ``d2`` where fitted.
+
+        ``n_maps`` is 2 for a model whose file carries a domain (``card.domain``), else 1.
+        """
+        from .inference import build_ednn, resolve_mode
+
+        fields = fields.to(torch.float32)
+        ednn = build_ednn(self, resolve_mode(self, halo_sharing))
+        return torch.cat([ednn.tile_maps(fields[i : i + batch_size]) for i in range(0, fields.shape[0], batch_size)])
+
+    @torch.no_grad()
     def predict(
         self, fields: torch.Tensor, per_tile: bool = False, batch_size: int = 256, halo_sharing: bool | None = None
     ) -> torch.Tensor:

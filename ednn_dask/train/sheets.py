@@ -158,23 +158,32 @@ def symmetries_for(attrs: dict, kind: str = "auto"):
     raise InputError(f"unknown symmetries {kind!r}; choose auto, lattice, mirrors or none")
 
 
-def predict_structures(model, structures: Sequence[Atoms]) -> np.ndarray:
+def predict_structures(model, structures: Sequence[Atoms], maps: bool = False):
     """Energies (float64, model units) of structures of any size, one at a time.
 
     ``model`` is a :class:`~ednn_dask.models.LoadedModel` or anything with
     ``metadata`` and ``predict``; each structure is rasterized as its card's
     :meth:`~ednn_dask.models.ModelCard.raster_settings` say (pixel spacing,
-    species, channel mode, lattice to register onto).
+    species, channel mode, lattice to register onto). ``maps=True`` (a
+    loaded model) also returns each structure's per-tile maps
+    (:meth:`~ednn_dask.models.LoadedModel.predict_maps`), as a list.
     """
     how = ModelCard.of(model).raster_settings()
     out = np.empty(len(structures))
+    tile_maps = []
     for i, atoms in enumerate(structures):
         try:
             raster = raster_from_atoms(atoms, how.spacing, how.species, channels=how.channels, lattice=how.lattice)
         except StructureError as exc:
             raise StructureError(f"structure {i}: {exc}") if len(structures) > 1 else exc from None
-        out[i] = float(model.predict(torch.from_numpy(raster)[None])[0])
-    return out
+        field = torch.from_numpy(raster)[None]
+        if maps:
+            m = model.predict_maps(field)[0]
+            out[i] = float(m[0].double().sum())
+            tile_maps.append(m.double().numpy())
+        else:
+            out[i] = float(model.predict(field)[0])
+    return (out, tile_maps) if maps else out
 
 
 def sheet_metadata(name: str, kind: str, focus: int, context: int, config: TrainConfig, attrs: dict, report=None):

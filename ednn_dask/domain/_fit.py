@@ -1,0 +1,140 @@
+"""Fitting a model's domain on its training cells and calibrating its uncertainty on held-out cells."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..nn import EDNN, TileNet
+from ..nn.domain import fit_feature_domain
+from ..tiles import periodic_pad
+from ._check import DomainSpec, assess, atom_scores
+
+__all__ = ["fit_domain", "METHOD"]
+
+METHOD = ("per-tile Mahalanobis distance d2 of the readout's input features from the training tiles'; "
+          "displacement of the atoms from the lattice sites (as a temperature) and atomic environments")
+#: most training tiles whose features are collected (about 300 MB of float32 for 128 features)
+MAX_TILES = 600_000
+#: quantile of the training cells' scores that bounds the domain
+QUANTILE = 0.995
+
+
+@torch.no_grad()
+def _features(net: TileNet, fields: np.ndarray, focus: int, context: int, batch: int = 64) -> torch.Tensor:
+    out = []
+    for i in range(0, len(fields), batch):
+        z = net.subnet.shared_features(periodic_pad(torch.from_numpy(fields[i : i + batch]), context, 2), focus)
+        out.append(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def _d2_maps(net: TileNet, fields: np.ndarray, focus: int, context: int, batch: int = 64) -> np.ndarray:
+    model = EDNN(net, focus, context).eval()
+    maps = [model.tile_maps(torch.from_numpy(fields[i : i + batch]))[:, 1] for i in range(0, len(fields), batch)]
+    return torch.cat(maps).double().numpy()
+
+
+@torch.no_grad()
+def _totals(net: TileNet, fields: np.ndarray, focus: int, context: int, batch: int = 64) -> np.ndarray:
+    model = EDNN(net, focus, context).eval()
+    return np.concatenate([model(torch.from_numpy(fields[i : i + batch])).numpy() for i in range(0, len(fields), batch)])
+
+
+def _cells(data: Mapping[str, np.ndarray]):
+    for i in range(len(data["n_atoms"])):
+        n = int(data["n_atoms"][i])
+        yield data["positions"][i, :n, :2], data["numbers"][i, :n], data["cells"][i, :2]
+
+
+def fit_domain(net: TileNet, focus: int, context: int, train: Mapping[str, np.ndarray],
+               held: Mapping[str, np.ndarray], lattice: Mapping | None = None,
+               stiffness: Mapping[str, float] | None = None, described: str = "") -> dict[str, Any]:
+    """Fit ``net.domain`` on training cells, set the limits, calibrate the uncertainty; return the card's ``domain``.
+
+    Parameters
+    ----------
+    net : TileNet
+        A trained network with a VALID conv subnet; its :attr:`~TileNet.domain` is set.
+    focus, context : int
+    train, held : mapping
+        Training and held-out cells as a dataset of ``ednn-dask dataset sheets``
+        holds them: ``rasters``, ``positions``, ``numbers``, ``cells``, ``n_atoms``
+        (and ``energies`` for ``held``).
+    lattice : mapping, optional
+        The model's lattice (atoms are registered onto it); with ``stiffness``
+        (eV/Å² per species: the Einstein constants the training displacements
+        were drawn with) the displacement temperature is a criterion.
+    described : str
+        What the training cells are, for the card.
+
+    Returns
+    -------
+    dict
+        The ``domain`` metadata: limits of the feature scores (the
+        99.5th percentile of the training cells' and the largest training
+        tile's), of the displacement temperature and offset (the training
+        cells' largest), the atomic environments seen, and the uncertainty
+        scale with its held-out calibration.
+    """
+    net.eval()
+    rasters = np.asarray(train["rasters"], dtype=np.float32)
+    tiles_per_cell = int(np.prod([s // focus for s in rasters.shape[2:]]))
+    keep = max(1, min(len(rasters), MAX_TILES // max(1, tiles_per_cell)))
+    cells = np.random.default_rng(0).choice(len(rasters), keep, replace=False) if keep < len(rasters) else None
+    fit_rasters = rasters if cells is None else rasters[np.sort(cells)]
+    net.domain = fit_feature_domain(_features(net, fit_rasters, focus, context))
+    d2 = _d2_maps(net, fit_rasters, focus, context)
+    flat = d2.reshape(len(d2), -1)
+    spec0 = DomainSpec(np.inf, np.inf, np.inf)
+    scores = [assess(spec0, m).scores for m in flat]
+    features = {"count": net.domain.features, "top_fraction": spec0.top_fraction, "window_tiles": spec0.window_tiles,
+                "mean_d2_max": float(np.quantile([s["mean_d2"] for s in scores], QUANTILE)),
+                "top_d2_max": float(np.quantile([s["top_d2"] for s in scores], QUANTILE)),
+                "tile_d2_max": float(flat.max())}
+    atoms: dict[str, Any] = {}
+    if lattice is not None:
+        from ..raster._register import registration
+        from ._atoms import environments
+
+        spec_atoms = DomainSpec(np.inf, np.inf, np.inf, stiffness=dict(stiffness or {}), lattice=lattice)
+        rows = [atom_scores(spec_atoms, xy, z, L) for xy, z, L in _cells(train)]
+        seen: set[str] = set()
+        for xy, z, L in _cells(train):
+            seen |= set(environments(registration(xy, z, dict(lattice), lengths_xy=L).apply(xy, L), z, L))
+        atoms = {"environments": sorted(seen)}
+        if stiffness:
+            atoms.update(stiffness=dict(stiffness), temperature_max=float(max(r["temperature"] for r in rows)),
+                         offset_max=float(max(r["max_offset"] for r in rows)))
+    meta: dict[str, Any] = {"method": METHOD, "fitted_on": described or f"{len(rasters)} training cells",
+                            "features": features, "atoms": atoms}
+    meta["uncertainty"] = _calibrate(net, focus, context, held, meta, lattice)
+    return meta
+
+
+def _calibrate(net: TileNet, focus: int, context: int, held: Mapping[str, np.ndarray], meta: dict,
+               lattice: Mapping | None) -> dict[str, Any]:
+    """``sigma = s sqrt(sum d2)``, with ``s`` such that held-out in-domain errors have unit RMS z-score."""
+    from ..models.card import ModelCard
+
+    rasters = np.asarray(held["rasters"], dtype=np.float32)
+    d2 = _d2_maps(net, rasters, focus, context).reshape(len(rasters), -1)
+    err = _totals(net, rasters, focus, context) - np.asarray(held["energies"], dtype=np.float64)
+    card = ModelCard({"domain": meta, "program": {"kind": "field", "outputs": ["contribution", "feature_distance2"]},
+                      "input": {"lattice": dict(lattice)} if lattice is not None else {}})
+    spec = DomainSpec.from_card(card)
+    flagged = np.array([assess(spec, m, xy, z, L).out_of_domain for m, (xy, z, L) in zip(d2, _cells(held))])
+    ok = ~flagged
+    s = float(np.sqrt(np.mean(err[ok] ** 2 / d2[ok].sum(1)))) if ok.any() else 0.0
+    sigma = s * np.sqrt(d2.sum(1))
+    z = np.abs(err[ok]) / sigma[ok]
+    per_atom = np.abs(err) / np.asarray(held["n_atoms"]) * 1e3
+    return {"sigma_per_sqrt_d2": s, "calibration": {
+        "held_out": int(len(err)), "flagged": int(flagged.sum()),
+        "flagged_below_1_mev_per_atom": float(np.mean(flagged[per_atom < 1])) if (per_atom < 1).any() else 0.0,
+        "within_1_sigma": float(np.mean(z <= 1)), "within_2_sigma": float(np.mean(z <= 2)),
+        "median_sigma_mev_per_atom": float(np.median(sigma / np.asarray(held["n_atoms"]) * 1e3)),
+    }}
