@@ -1,11 +1,12 @@
-"""``ednn-dask models``, ``predict`` and ``demo``: the bundled models and what they say about an input."""
+"""``ednn-dask models``, ``predict``, ``demo``, ``upgrade-model`` and ``fit-domain``: the models and what they say."""
 from __future__ import annotations
 
 import json
 import os
 import sys
+from pathlib import Path
 
-from ..errors import DomainError
+from ..errors import DomainError, InputError
 from ._types import positive
 
 __all__ = ["add_commands"]
@@ -23,6 +24,16 @@ def add_commands(sub, common) -> None:
     up.add_argument("out", help="model file to write (.pt2 or .pt)")
     up.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     up.set_defaults(func=_cmd_upgrade_model)
+
+    fd = sub.add_parser("fit-domain", parents=[common],
+                        help="give a sheet model its domain of validity: fitted on its training data, calibrated on "
+                        "held-out data (see docs/uncertainty.md)")
+    fd.add_argument("model", help="bundled model name or model file")
+    fd.add_argument("--train", required=True, help="training dataset (ednn-dask dataset sheets) the model learned from")
+    fd.add_argument("--held-out", required=True, help="held-out dataset drawn like the training data")
+    fd.add_argument("--out", required=True, help="model file to write (.pt2)")
+    fd.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    fd.set_defaults(func=_cmd_fit_domain)
 
     pr = sub.add_parser("predict", parents=[common], help="predict totals with a model")
     pr.add_argument("model", help="bundled model name (e.g. ising) or model file path")
@@ -81,7 +92,17 @@ def _cmd_models(args) -> int:
                   "structures are moved onto its origin and orientation before rasterizing")
         for line in _accuracy_lines(card):
             print(line)
+        print(f"  domain          {_domain_line(card)}")
     return 0
+
+
+def _domain_line(card) -> str:
+    domain = card.domain
+    if domain is None:
+        return "none recorded: predictions carry no uncertainty and no out-of-domain check"
+    cal = domain["uncertainty"]["calibration"]
+    return (f"fitted ({domain['fitted_on']}); held-out: {cal['flagged']} of {cal['held_out']} flagged, median "
+            f"uncertainty {cal['median_sigma_mev_per_atom']:.2g} meV/atom, {cal['within_2_sigma']:.0%} within 2 sigma")
 
 
 def _cmd_upgrade_model(args) -> int:
@@ -93,6 +114,24 @@ def _cmd_upgrade_model(args) -> int:
     card = read_card(path)
     print(f"wrote {path}: model format {card.format_version}, program {card.program['kind']}"
           f"{', halo sharing runs the file' if card.halo_sharing_allowed else ''}")
+    return 0
+
+
+def _cmd_fit_domain(args) -> int:
+    from .._outputs import check_file_output
+    from ..domain._model import add_domain
+    from ..models import get_model, read_card
+
+    for path in (args.train, args.held_out):
+        if not Path(path).exists():
+            raise InputError(f"dataset not found: {path}")
+    model = get_model(args.model)
+    out = check_file_output(args.out, inputs=[model.source, args.train, args.held_out], overwrite=args.overwrite,
+                            suffix=".pt2")
+    path = add_domain(model, args.train, args.held_out, out)
+    cal = read_card(path).domain["uncertainty"]["calibration"]
+    print(f"wrote {path}: held-out cells flagged {cal['flagged']} of {cal['held_out']}, within 1 / 2 sigma "
+          f"{cal['within_1_sigma']:.0%} / {cal['within_2_sigma']:.0%}")
     return 0
 
 

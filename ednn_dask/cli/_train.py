@@ -40,7 +40,8 @@ def add_commands(sub, common) -> None:
     ti.set_defaults(func=_cmd_train_ising)
     ts = trs.add_parser("sheets", parents=[common], help="train a sheet EDNN (VALID CNN) on a sheet dataset")
     ts.add_argument("--data", required=True, help="training dataset (ednn-dask dataset sheets)")
-    ts.add_argument("--test", help="held-out dataset for the accuracy report")
+    ts.add_argument("--test", help="held-out dataset for the accuracy report and the calibration of the "
+                    "model's domain (fitted on --data; see docs/uncertainty.md)")
     ts.add_argument("--name", default="hexagonal-sheet")
     ts.add_argument("--activation", choices=["relu", "silu", "tanh"], default="relu")
     ts.add_argument("--species", nargs="+", help="train on these species' channels only (e.g. C for porous graphene)")
@@ -66,6 +67,12 @@ def add_commands(sub, common) -> None:
     ts.add_argument("--quiet", action="store_true")
     ts.add_argument("--out", required=True)
     ts.set_defaults(func=_cmd_train_sheets)
+
+
+def _can_fit_domain(model) -> bool:
+    """A domain needs the readout's hidden features: a conv subnet with a dense layer before the readout."""
+    spec = getattr(model.tile_net.subnet, "spec", {})
+    return spec.get("type") == "conv" and bool(spec.get("dense"))
 
 
 def _model_out(path: str) -> Path:
@@ -130,6 +137,7 @@ def _cmd_train_sheets(args) -> int:
 
     from ..models import save_model
     from ..train.ising import write_report
+    from ..models.card import ModelCard
     from ..train.sheets import InMemory, evaluate_sheet_model, sheet_metadata, train_sheets
 
     out = _model_out(args.out)
@@ -151,7 +159,6 @@ def _cmd_train_sheets(args) -> int:
         pred = report.pop("pred_test")
         if args.plot:
             from ..data.sheets import open_dataset
-            from ..models.card import ModelCard
             from ..plots import parity_plot
 
             test = open_dataset(args.test, ModelCard(meta).species)
@@ -159,6 +166,10 @@ def _cmd_train_sheets(args) -> int:
                         title=f"{args.name}: held-out {attrs['kind']} (f={args.focus}, c={args.context})",
                         units="eV/atom")
     meta["accuracy"] = {k: v for k, v in report.items() if k in ("test", "test_set", "supercells")}
+    if args.test and ModelCard(meta).halo_sharing_exact and _can_fit_domain(model):
+        from ..domain._model import fit_for_card
+
+        meta["domain"] = fit_for_card(model.tile_net, ModelCard(meta), args.data, args.test)
     save_model(model, out, meta)
     if args.report:
         write_report({"focus": args.focus, "context": args.context, **report, "history": history}, args.report)

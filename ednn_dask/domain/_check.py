@@ -118,6 +118,9 @@ def assess(spec: DomainSpec, d2: np.ndarray, xy: np.ndarray | None = None, numbe
         reasons.append(f"part of it is unlike the training tiles (feature distance of its "
                        f"{spec.top_fraction:.0%} most unusual tiles {scores['top_d2']:.3g}, training up to "
                        f"{spec.top_d2_max:.3g})")
+    elif scores["max_d2"] > spec.tile_d2_max:
+        reasons.append(f"one of its tiles is unlike any training tile (feature distance {scores['max_d2']:.3g}, "
+                       f"training tiles up to {spec.tile_d2_max:.3g})")
     if xy is not None:
         scores.update(atom_scores(spec, xy, numbers, lengths_xy))
         t, off = scores.get("temperature"), scores.get("max_offset")
