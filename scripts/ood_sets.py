@@ -311,7 +311,11 @@ def predict_set(model, frames: list[Atoms]) -> list[dict]:
         except EDNNError as exc:
             out.append({"refused": str(exc).removeprefix("structure 0: ")})
             continue
-        out.append({"energy": float(res.energies[0]), **({"warning": res.warning} if res.warning else {})})
+        row = {"energy": float(res.energies[0]), **({"warning": res.warning} if res.warning else {})}
+        if res.out_of_domain is not None:
+            row.update(uncertainty=float(res.uncertainty[0]), out_of_domain=bool(res.out_of_domain[0]),
+                       reasons=res.reasons.get(0, []))
+        out.append(row)
     return out
 
 
@@ -328,6 +332,15 @@ def _stats(frames: list[Atoms], preds: list[dict]) -> dict:
     if len(err):
         stats.update(mae_mev_per_atom=float(np.abs(err).mean()), max_abs_mev_per_atom=float(np.abs(err).max()),
                      mean_signed_mev_per_atom=float(err.mean()))
+    if ok and "out_of_domain" in ok[0][1]:
+        flag = np.array([p["out_of_domain"] for _, p in ok])
+        sigma = np.array([p["uncertainty"] / len(a) * 1e3 for a, p in ok])
+        stats.update(flagged=int(flag.sum()), unflagged_above_5=int(((np.abs(err) > 5) & ~flag).sum()),
+                     flagged_below_1=int(((np.abs(err) < 1) & flag).sum()), below_1=int((np.abs(err) < 1).sum()),
+                     max_unflagged_mev_per_atom=float(np.abs(err[~flag]).max()) if (~flag).any() else None,
+                     median_sigma_mev_per_atom=float(np.median(sigma)),
+                     within_2_sigma_unflagged=float(np.mean(np.abs(err[~flag]) <= 2 * sigma[~flag]))
+                     if (~flag).any() else None)
     return stats
 
 
@@ -346,16 +359,64 @@ def _reason(message: str) -> str:
 
 def _table(sets: list[dict], models: list[str]) -> str:
     lines = [("| set | model | n | accepted | refused | MAE meV/atom | max abs meV/atom | mean signed meV/atom "
-              "| refused because |"),
-             "|---|---|---|---|---|---|---|---|---|"]
+              "| flagged out of domain | max unflagged meV/atom | median sigma meV/atom | refused because |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in sets:
         for m in models:
             st = s["models"][m]
             num = (f"{st['mae_mev_per_atom']:.3g} | {st['max_abs_mev_per_atom']:.3g} | "
                    f"{st['mean_signed_mev_per_atom']:+.3g}") if st["accepted"] else "– | – | –"
+            if "flagged" in st:
+                worst = st["max_unflagged_mev_per_atom"]
+                dom = (f"{st['flagged']} / {st['accepted']} | {'–' if worst is None else f'{worst:.3g}'} | "
+                       f"{st['median_sigma_mev_per_atom']:.2g}")
+            else:
+                dom = "no domain | – | –"
             why = "; ".join(f"{k} ({v})" for k, v in st["refusal_kinds"].items()) or ""
-            lines.append(f"| {s['name']} | {m} | {s['n']} | {st['accepted']} | {st['refused']} | {num} | {why} |")
+            lines.append(f"| {s['name']} | {m} | {s['n']} | {st['accepted']} | {st['refused']} | {num} | {dom} | "
+                         f"{why} |")
     return "\n".join(lines)
+
+
+def _goals(sets: list[dict], model: str) -> str:
+    """The two goals over every set: no |error| > 5 meV/atom unflagged, <= 5 % of |error| < 1 meV/atom flagged."""
+    rows = [s["models"][model] for s in sets if "flagged" in s["models"].get(model, {})]
+    if not rows:
+        return ""
+    missed = sum(r["unflagged_above_5"] for r in rows)
+    flagged, small = sum(r["flagged_below_1"] for r in rows), sum(r["below_1"] for r in rows)
+    return (f"{model}: structures with |error| > 5 meV/atom not flagged: {missed}; structures with |error| < 1 "
+            f"meV/atom flagged: {flagged} of {small} ({flagged / max(1, small):.1%})")
+
+
+def _plot(results: dict, model: str, path: Path) -> None:
+    """|error| against the predicted uncertainty (meV/atom), one colour per set, flagged structures hollow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 5.0))
+    for name, res in results.items():
+        preds = [(p, e, n) for p, e, n in zip(res.get(model, []), res["tersoff_eV"], res["n_atoms"])
+                 if "uncertainty" in p]
+        if not preds:
+            continue
+        err = np.array([abs(p["energy"] - e) / n * 1e3 for p, e, n in preds])
+        sig = np.array([p["uncertainty"] / n * 1e3 for p, _, n in preds])
+        flag = np.array([p["out_of_domain"] for p, _, _ in preds])
+        line = ax.scatter(sig[~flag], np.maximum(err[~flag], 1e-3), s=14, label=name)
+        ax.scatter(sig[flag], np.maximum(err[flag], 1e-3), s=14, facecolors="none", edgecolors=line.get_facecolor())
+    lim = np.array([1e-2, 1e2])
+    ax.plot(lim, lim, "k--", lw=0.8, label="|error| = sigma")
+    ax.plot(lim, 2 * lim, "k:", lw=0.8, label="|error| = 2 sigma")
+    ax.axhline(5, color="grey", lw=0.6)
+    ax.set(xscale="log", yscale="log", xlabel="predicted uncertainty sigma (meV/atom)",
+           ylabel="|model - Tersoff| (meV/atom)", title=f"{model}: filled in the domain, hollow flagged")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -408,10 +469,15 @@ def main(argv: list[str] | None = None) -> int:
     if models:
         (out / "results.json").write_text(json.dumps(results) + "\n")
         table = _table(sets, list(models))
+        goals = "\n".join(g for g in (_goals(sets, m) for m in models) if g)
         (out / "summary.md").write_text(f"# Sheet models in and out of their training domain\n\nReference: "
                                         f"{REFERENCE_NAME}. Errors: model - Tersoff, per atom, over the accepted "
-                                        f"structures.\n\n{table}\n")
+                                        f"structures.\n\n{table}\n\n{goals}\n")
+        for m in models:
+            if any("flagged" in s["models"][m] for s in sets):
+                _plot(results, m, out / f"uncertainty-{m}.png")
         print(table)
+        print(goals)
     print(f"wrote {len(sets)} sets to {out} in {meta['seconds']} s", file=sys.stderr)
     return 0
 
