@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import DomainError, InputError
 from ._types import at_least
 
 __all__ = ["add_commands"]
@@ -37,11 +37,18 @@ def add_commands(sub, common) -> None:
                     "model allows it; exact; speed-up in benchmarks/bench_halo_sharing.py)")
     ev.add_argument("--bf16", action="store_true",
                     help="bfloat16 autocast of the conv stack (needs halo sharing; see docs/evaluate.md for its error)")
-    ev.add_argument("--out", help="write the tile-contribution map (xarray-readable Zarr, coordinates in Å)")
+    ev.add_argument("--out", help="write the tile-contribution map (xarray-readable Zarr, coordinates in Å; for a "
+                    "model with a domain also the uncertainty and out_of_domain maps)")
     ev.add_argument("--overwrite", action="store_true",
                     help="replace an --out tile map written by ednn-dask and an existing --png; discard an unfinished run "
                     "there that another input, model or options made")
-    ev.add_argument("--png", help="energy-density map PNG (needs --out)")
+    ev.add_argument("--png", help="energy-density map PNG (needs --out); for a model with a domain also "
+                    "NAME-uncertainty.png: per-tile uncertainty and out-of-domain tiles")
+    ev.add_argument("--strict", action="store_true",
+                    help="fail (exit 2, nothing on stdout) when any tile is outside the model's domain instead of "
+                    "warning (models without a domain are not checked); that is known only once every tile is "
+                    "computed, so --out and --png are still written (complete, valid data: the out_of_domain map "
+                    "shows where) and the error names them")
     ev.add_argument("--json", action="store_true", help="print only a JSON summary")
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=_cmd_evaluate)
@@ -78,6 +85,7 @@ def _cmd_evaluate(args) -> int:
         # everything that can be checked without pixels, before any cluster is asked for
         plan = plan_evaluation(args.sheet, args.model, chunk=args.chunk, out=args.out,
                                halo_sharing=args.halo_sharing, bf16=args.bf16 or None, overwrite=args.overwrite)
+        pngs = _pngs(args, plan)
         print(*found, sep="\n", file=sys.stderr, end="\n" if found else "")
         _interrupt_on_signals()
         try:
@@ -88,8 +96,9 @@ def _cmd_evaluate(args) -> int:
                 print("ednn-dask: interrupted; finished chunks are kept, re-run the same command to resume",
                       file=sys.stderr)
             raise
-    if args.png:
-        _draw_map(plan.out, args.png)
+    for png, draw in pngs:
+        _draw_map(plan.out, png, draw)
+    _domain_report(args, res, [png for png, _ in pngs])
     _report(args, res)
     return 0
 
@@ -139,13 +148,37 @@ def _cluster(args, spec):
         yield None
 
 
-def _draw_map(store, png) -> None:
-    from ..plots import energy_map
+def _pngs(args, plan) -> list:
+    """``(path, drawing function)`` of each PNG to write; the uncertainty map's path is checked here, before the run."""
+    from .. import plots
+    from .._outputs import check_file_output
 
+    if not args.png:
+        return []
+    out = [(args.png, plots.energy_map)]
+    if plan.domain is not None:
+        png = plots.uncertainty_png(args.png)
+        check_file_output(png, inputs=[args.sheet], overwrite=args.overwrite, suffix=".png")
+        out.append((str(png), plots.uncertainty_map))
+    return out
+
+
+def _draw_map(store, png, draw) -> None:
     try:
-        energy_map(store, png)
+        draw(store, png)
     except OSError as exc:
         raise InputError(f"cannot write {png} ({exc.strerror or exc}); the tile map is in {store}") from None
+
+
+def _domain_report(args, res, pngs: list[str]) -> None:
+    """The one line on tiles outside the model's domain: a warning, or with ``--strict`` the error."""
+    line = res.domain_warning
+    if line and args.strict:
+        kept = [p for p in (res.out, *pngs) if p]
+        raise DomainError(f"{line} (--strict: the evaluation is complete{' and kept in ' if kept else ''}"
+                          f"{', '.join(kept)})")
+    if line:
+        print(f"ednn-dask: warning: {line}", file=sys.stderr)
 
 
 def _report(args, res) -> None:
@@ -153,6 +186,9 @@ def _report(args, res) -> None:
         print(json.dumps(res.as_json()))
         return
     per = f", {res.per_atom:.6f} {res.units}/atom ({res.n_atoms:,} atoms)" if res.per_atom is not None else ""
+    if res.uncertainty is not None:
+        per += f", +- {res.uncertainty:.3g} {res.units}"
+        per += f" ({res.uncertainty / res.n_atoms * 1e3:.2g} m{res.units}/atom)" if res.n_atoms else ""
     print(f"total {res.total:.6f} {res.units}{per}")
     rate = f"{res.pixels / res.seconds:,.0f} px/s"
     if res.n_atoms:

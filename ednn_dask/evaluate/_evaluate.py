@@ -8,75 +8,41 @@ the total. A raster is rechunked to focus-aligned chunks and one
 every chunk its context; a structure file needs no raster at all: each
 task draws its chunk *with* the context border from the atoms that reach
 it, so no pixels move between workers. The block function runs the
-model's tile code; a float64 tree reduction gives the total.
+model's tile code; a float64 tree reduction gives the total. For a model
+with a domain the blocks give feature distances too, and the same compute
+reduces the uncertainty and finds the tiles out of the domain (:mod:`._domain`).
 """
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import config
 from .._outputs import OutputLock, check_output
 from ..errors import EDNNError
+from ._domain import domain_graph, summarise
 from ._errors import EvaluationError
+from ._result import EvaluationResult
 from ._running import compute_on_cluster, new_run, running
 from ._source import Source, aligned_chunks, open_raster, open_source
-from ._store import KIND, TileStore
-from ._worker import ModelRef, block_contributions, cached_model
+from ._store import DOMAIN_MAPS, KIND, TileStore
+from ._worker import ModelRef, block_contributions, block_maps, cached_model
 from ..models.card import ModelCard
 from ..models.inference import RunMode, resolve_mode
+
+if TYPE_CHECKING:
+    from ..domain import DomainSpec
 
 __all__ = ["EvaluationError", "EvaluationResult", "Plan", "aligned_chunks", "evaluate", "open_raster",
            "plan_evaluation", "run_plan", "BOUNDARY"]
 
 #: User words for the edge treatment, translated once for Dask.
 BOUNDARY = {"wrap": "periodic", "periodic": "periodic"}
-
-
-@dataclass
-class EvaluationResult:
-    """Outcome of :func:`evaluate`.
-
-    Attributes
-    ----------
-    total : float
-        Sum of all tile contributions (float64), in the model's units.
-    per_atom : float or None
-        ``total / n_atoms`` when the raster records its atom count.
-    tiles, pixels : int
-        Tiles and pixels evaluated.
-    seconds : float
-        Wall time of the computation.
-    model : str
-    out : str or None
-        Zarr store with the tile-contribution map, if written.
-    """
-
-    total: float
-    per_atom: float | None
-    tiles: int
-    pixels: int
-    seconds: float
-    model: str
-    units: str = ""
-    n_atoms: int | None = None
-    out: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "total": self.total,
-            "per_atom": self.per_atom,
-            "tiles": self.tiles,
-            "pixels": self.pixels,
-            "seconds": self.seconds,
-            "model": self.model,
-        }
 
 
 @dataclass
@@ -96,6 +62,8 @@ class Plan:
     out: Path | None = None
     overwrite: bool = False
     n_atoms: int | None = None
+    #: the model's domain, or ``None``: then only contributions are computed
+    domain: DomainSpec | None = None
 
     @property
     def focus(self) -> int:
@@ -116,7 +84,7 @@ class Plan:
             "input": {"kind": self.source.kind, "fingerprint": self.source.fingerprint},
             "model": {"name": self.card.name, "sha256": self.ref.token},
             "options": {**self.mode.as_dict(), "tile_chunks": [list(self.out_chunks[0]), list(self.out_chunks[1])],
-                        "registration": reg},
+                        "registration": reg, **({"maps": DOMAIN_MAPS} if self.domain is not None else {})},
             "versions": {"ednn_dask": __version__, "torch": torch.__version__.split("+")[0]},
         }
 
@@ -142,6 +110,7 @@ def plan_evaluation(
     ------
     EvaluationError, ModelFileError, OutputError
     """
+    from ..domain import DomainSpec
     from ..models import LoadedModel, resolve_model
 
     model = config.get("evaluate.model", model)
@@ -176,7 +145,7 @@ def plan_evaluation(
     n_atoms = n_atoms if n_atoms is not None else src.attrs.get("n_atoms")
     return Plan(path, data, ref, card, mode, src, arr, small, out_chunks,
                 int(config.get("evaluate.split-every", split_every)), out, overwrite,
-                int(n_atoms) if n_atoms else None)
+                int(n_atoms) if n_atoms else None, DomainSpec.from_card(card))
 
 
 def evaluate(
@@ -214,7 +183,9 @@ def evaluate(
         model and options are reused; an unfinished run made otherwise is
         refused. An existing ``out`` is refused unless ``overwrite`` and it
         is a tile map written by ednn-dask (replaced when the new one is
-        complete); the input is never overwritten. Two runs cannot write
+        complete); the input is never overwritten. For a model with a
+        domain the store also holds ``d2``, ``uncertainty`` and
+        ``out_of_domain`` maps (see ``docs/evaluate.md``). Two runs cannot write
         one ``out`` at once.
     split_every : int, optional
         Fan-in of the float64 tree reduction; default ``ednn.evaluate.split-every``.
@@ -241,6 +212,8 @@ def evaluate(
     Returns
     -------
     EvaluationResult
+        With ``uncertainty`` and the tiles out of the model's domain
+        (``domain_warning``) for a model with a domain.
     """
     plan = plan_evaluation(source, model, chunk=chunk, out=out, split_every=split_every, n_atoms=n_atoms,
                            halo_sharing=halo_sharing, bf16=bf16, overwrite=overwrite)
@@ -259,33 +232,41 @@ def run_plan(plan: Plan, client=None, scheduler: str | None = None, progress: bo
     with OutputLock(plan.out):
         check_output(plan.out, KIND, overwrite=plan.overwrite)  # again, now that no other run can write it
         store = TileStore.open(plan.out, plan.out_chunks, plan.focus, plan.source.attrs, plan.card,
-                               plan.provenance(), restart=plan.overwrite)
+                               plan.provenance(), restart=plan.overwrite, domain=plan.domain is not None)
         return _run(plan, store, client, scheduler, progress)
 
 
 def _graph(plan: Plan, store: TileStore | None, run: str):
     """The lazy ``(n_y, n_x)`` tile-contribution map of a plan, each chunk read from ``store`` when done.
 
+    For a model with a domain: the ``(2, n_y, n_x)`` maps of contributions and
+    feature distances ``d2`` (the store gets each chunk's uncertainty too).
     Every block runs under :func:`~._running.running` for ``run``, so a failed run can wait for its blocks.
     """
     import dask.array as da
 
     c = plan.context
-    ref, mode = plan.ref, plan.mode
+    ref, mode, spec = plan.ref, plan.mode, plan.domain
     atoms_ref, small = plan.source.atoms, plan.small
     tile_offsets = [np.concatenate([[0], np.cumsum(ch)]) for ch in plan.out_chunks]  # first tile of each chunk
 
     def contributions(loc, block):
-        """Tile contributions of chunk ``loc`` = (iy, ix); ``block()`` gives it with its context."""
+        """Tile maps of chunk ``loc`` = (iy, ix); ``block()`` gives it with its context."""
         with running(run):
             if store is not None and loc is not None:
                 done = store.read_done(*loc)
                 if done is not None:
                     return done
             origin = (int(tile_offsets[0][loc[0]]), int(tile_offsets[1][loc[1]])) if loc is not None else (0, 0)
-            res = block_contributions(block(), ref, mode, tile_origin=origin)
+            if spec is None:
+                res, extra = block_contributions(block(), ref, mode, tile_origin=origin), {}
+            else:
+                from ..domain import tile_sigma
+
+                res = block_maps(block(), ref, mode, tile_origin=origin)
+                extra = {"uncertainty": tile_sigma(spec, res[1])}
             if store is not None and loc is not None:
-                store.write(*loc, res)
+                store.write(*loc, res, **extra)
             return res
 
     def block_fn(block, block_info=None):
@@ -301,16 +282,18 @@ def _graph(plan: Plan, store: TileStore | None, run: str):
     def atoms_fn(block_info=None):
         from ._worker import raster_block
 
-        loc = tuple(block_info[None]["chunk-location"])
+        loc = tuple(block_info[None]["chunk-location"][-2:])
         return contributions(loc, lambda: raster_block(atoms_ref, block_info, halo=c))
 
-    meta = np.empty((0, 0), np.float64)
+    # the raster's channel axis becomes the maps' axis, or goes where there is one map
+    out = {"chunks": plan.out_chunks, "drop_axis": 0} if spec is None else {"chunks": ((2,), *plan.out_chunks)}
+    out.update(dtype=np.float64, meta=np.empty((0,) * len(out["chunks"]), np.float64))
     if atoms_ref is not None and not small:
         # each task draws its chunk with the context border straight from the atoms: no halo exchange
         # between workers and one task per chunk instead of map_overlap's slicing and concatenation
-        return da.map_blocks(atoms_fn, chunks=plan.out_chunks, dtype=np.float64, meta=meta)
+        return da.map_blocks(atoms_fn, chunks=out["chunks"], dtype=np.float64, meta=out["meta"])
     if small:
-        return da.map_blocks(block_fn, plan.array, drop_axis=0, chunks=plan.out_chunks, dtype=np.float64, meta=meta)
+        return da.map_blocks(block_fn, plan.array, **out)
     return da.map_overlap(
         block_fn,
         plan.array,
@@ -318,19 +301,19 @@ def _graph(plan: Plan, store: TileStore | None, run: str):
         boundary={0: "none", 1: BOUNDARY["wrap"], 2: BOUNDARY["wrap"]},
         trim=False,
         allow_rechunk=False,
-        drop_axis=0,
-        chunks=plan.out_chunks,
-        dtype=np.float64,
-        meta=meta,
+        **out,
     )
 
 
 def _run(plan: Plan, store: TileStore | None, client, scheduler, progress) -> EvaluationResult:
     run = new_run()
-    total = _graph(plan, store, run).sum(dtype=np.float64, split_every=plan.split_every)
+    maps, spec = _graph(plan, store, run), plan.domain
+    todo = (maps if spec is None else maps[0]).sum(dtype=np.float64, split_every=plan.split_every)
+    if spec is not None:  # one compute: the model runs once for the total, the uncertainty and the flags
+        todo = domain_graph(todo, maps[1], spec, plan.out_chunks, plan.split_every, BOUNDARY["wrap"], store, run)
     t0 = time.perf_counter()
     try:
-        value = _compute(total, client, scheduler, progress, run)
+        values = _compute(todo, client, scheduler, progress, run)
     except EvaluationError:
         # bad input found while computing (NaN pixels, a damaged chunk): no partial results are kept;
         # interruptions (Ctrl-C, dead workers) keep them for resuming. No task is running any more here.
@@ -338,9 +321,11 @@ def _run(plan: Plan, store: TileStore | None, client, scheduler, progress) -> Ev
             store.discard()
         raise
     seconds = time.perf_counter() - t0
-    if store is not None:
-        store.finish(value, plan.out, plan.overwrite)
     f = plan.focus
+    value = float(values if spec is None else values[0])
+    domain = {} if spec is None else summarise(values, f, plan.source.attrs.get("spacing"))
+    if store is not None:
+        store.finish(value, plan.out, plan.overwrite, domain)
     _, H, W = plan.array.shape
     n_atoms, card = plan.n_atoms, plan.card
     return EvaluationResult(
@@ -357,13 +342,17 @@ def _run(plan: Plan, store: TileStore | None, client, scheduler, progress) -> Ev
                "context": plan.context, "halo_sharing": plan.mode.halo_sharing, "bf16": plan.mode.bf16,
                "channels_last": plan.mode.channels_last,
                **plan.source.registration},
+        **domain,
     )
 
 
-def _compute(total, client, scheduler, progress, run: str) -> float:
-    """The total; when this raises, no task of the run is still running (on the cluster or here)."""
+def _compute(total, client, scheduler, progress, run: str):
+    """The total, or the values of :func:`._domain.domain_graph`.
+
+    When this raises, no task of the run is still running (on the cluster or here).
+    """
     if client is not None:
-        return float(compute_on_cluster(total, client, run, progress, config.get("evaluate.cancel-timeout")))
+        return compute_on_cluster(total, client, run, progress, config.get("evaluate.cancel-timeout"))
     from .._compute import compute_local
 
-    return float(compute_local(total, scheduler or config.get("evaluate.scheduler"), progress))
+    return compute_local(total, scheduler or config.get("evaluate.scheduler"), progress)

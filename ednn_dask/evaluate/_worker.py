@@ -2,8 +2,9 @@
 
 A compiled/exported module is not picklable, so tasks carry a small
 :class:`ModelRef` (a path and a content token); each worker process loads
-the model once and keeps it here. The block function calls
-:meth:`ednn_dask.nn.EDNN.contributions_from_padded` — the same tile code as
+the model once and keeps it here. The block functions call
+:meth:`ednn_dask.nn.EDNN.contributions_from_padded` (or, for a model with a
+domain, :meth:`~ednn_dask.nn.EDNN.maps_from_padded`) — the same tile code as
 in-memory prediction.
 """
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 from ..raster import Registration
 from ._errors import EvaluationError
 
-__all__ = ["ModelRef", "AtomsRef", "cached_model", "cached_atoms", "block_contributions", "preload"]
+__all__ = ["ModelRef", "AtomsRef", "cached_model", "cached_atoms", "block_contributions", "block_maps",
+           "preload"]
 
 _CACHE: dict[str, object] = {}  # loaded models by sha256 (small; kept for the life of the worker)
 _ATOMS: OrderedDict[tuple, tuple] = OrderedDict()  # binned sheets, least recently used first
@@ -77,16 +79,38 @@ def block_contributions(block: np.ndarray, ref: ModelRef, mode, tile_origin: tup
     """
     import torch
 
+    ednn, padded = _prepare(block, ref, mode)
+    with torch.no_grad():
+        out = ednn.contributions_from_padded(padded, tile_origin=tile_origin)
+    return out[0].double().numpy()
+
+
+def block_maps(block: np.ndarray, ref: ModelRef, mode, tile_origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Per-tile maps ``(n_maps, n_y, n_x)`` (float64) of one padded raster block, for a model with a domain.
+
+    Map 0 is :func:`block_contributions` (the same values, bit for bit), map 1
+    each tile's feature distance ``d2`` (:mod:`ednn_dask.domain`). Parameters
+    as for :func:`block_contributions`.
+    """
+    import torch
+
+    ednn, padded = _prepare(block, ref, mode)
+    with torch.no_grad():
+        out = ednn.maps_from_padded(padded, tile_origin=tile_origin)
+    return out[0].double().numpy()
+
+
+def _prepare(block: np.ndarray, ref: ModelRef, mode):
+    """The EDNN of ``mode`` and the block as a ``(1, C, h, w)`` float32 tensor; non-finite pixels refused."""
+    import torch
+
     from ..models.inference import build_ednn
 
     if not np.isfinite(block).all():
         raise EvaluationError("raster contains NaN or infinite pixels")
     with _LOCK:
         ednn = build_ednn(cached_model(ref), mode)
-    with torch.no_grad():
-        out = ednn.contributions_from_padded(torch.from_numpy(np.ascontiguousarray(block, np.float32))[None],
-                                             tile_origin=tile_origin)
-    return out[0].double().numpy()
+    return ednn, torch.from_numpy(np.ascontiguousarray(block, np.float32))[None]
 
 
 @dataclass(frozen=True)
