@@ -107,7 +107,7 @@ def test_loaded_model_predict_chooses_halo_sharing():
 
     sheet = get_model("hexagonal-sheet")
     assert sheet.default_ednn().halo_sharing and not sheet.ednn.halo_sharing
-    x = torch.rand(2, 3, 120, 240) * 6
+    x = torch.rand(2, 3, 120, 120) * 6
     auto, per_tile = sheet.predict(x), sheet.predict(x, halo_sharing=False)
     torch.testing.assert_close(auto, per_tile, rtol=1e-6, atol=0)
     ising = get_model("ising")

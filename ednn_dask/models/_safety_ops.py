@@ -22,7 +22,7 @@ ATEN_OPS = frozenset(
         # the field program (dynamic shapes): shape arithmetic, its checks, casts and reshapes
         "_assert_scalar", "_to_copy", "contiguous", "einsum", "reshape", "sym_size", "unsqueeze", "view",
         # the feature distance of a fitted domain
-        "div", "stack", "cat", "mm", "mv", "permute",
+        "div", "stack", "cat", "mm", "mv", "permute", "linalg_vector_norm", "pow",
     }
 )
 #: Python functions on symbolic sizes a field program's graph calls (``torch.export`` writes them as

@@ -38,10 +38,10 @@ class FeatureDomain(nn.Module):
         """``d2`` of ``(N, H)`` features (per tile) or ``(B, H, n_y, n_x)`` feature maps (per map position)."""
         if z.dim() == 2:
             y = (z - self.mean) @ self.whiten.T
-            return (y * y).sum(1) / self.features
+            return torch.linalg.vector_norm(y, dim=1) ** 2 / self.features
         bias = -(self.whiten @ self.mean)
         y = nn.functional.conv2d(z, self.whiten[:, :, None, None], bias)
-        return (y * y).sum(1) / self.features
+        return torch.linalg.vector_norm(y, dim=1) ** 2 / self.features  # one pass over y, no squared copy
 
 
 @torch.no_grad()
