@@ -74,10 +74,11 @@ def fit_domain(net: TileNet, focus: int, context: int, train: Mapping[str, np.nd
     Returns
     -------
     dict
-        The ``domain`` metadata: limits of the feature scores (the
-        99.5th percentile of the training cells' and the largest training
-        tile's), of the displacement temperature and offset (the training
-        cells' largest), the atomic environments seen, and the uncertainty
+        The ``domain`` metadata: the limits of what averages over a cell
+        (mean feature distances, displacement temperature) are the 99.5th
+        percentile of the training cells'; those of extremes (one tile's
+        feature distance, one atom's offset from its site) the largest
+        training value; the atomic environments seen; and the uncertainty
         scale with its held-out calibration.
     """
     net.eval()
@@ -107,7 +108,8 @@ def fit_domain(net: TileNet, focus: int, context: int, train: Mapping[str, np.nd
             seen |= set(environments(registration(xy, z, dict(lattice), lengths_xy=L).apply(xy, L), z, L))
         atoms = {"environments": sorted(seen)}
         if stiffness:
-            atoms.update(stiffness=dict(stiffness), temperature_max=float(max(r["temperature"] for r in rows)),
+            atoms.update(stiffness=dict(stiffness),
+                         temperature_max=float(np.quantile([r["temperature"] for r in rows], QUANTILE)),
                          offset_max=float(max(r["max_offset"] for r in rows)))
     meta: dict[str, Any] = {"method": METHOD, "fitted_on": described or f"{len(rasters)} training cells",
                             "features": features, "atoms": atoms}
