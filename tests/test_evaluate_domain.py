@@ -73,14 +73,20 @@ def in_memory(model, data):
     return model.predict_maps(torch.from_numpy(data)[None])[0].double().numpy()
 
 
-def check_store(path, maps, spec, result):
+def check_store(path, maps, spec, result, exact=True):
+    """The stored maps are the in-memory ones: bit for bit from the synchronous scheduler (the same torch threads);
+    from the threaded one to float32 round-off (concurrent tasks may split the field program's convolutions
+    between threads otherwise)."""
     root = zarr.open_group(str(path), mode="r")
-    np.testing.assert_array_equal(root["tiles"][:], maps[0])
-    np.testing.assert_array_equal(root["d2"][:], maps[1].astype(np.float32))
-    np.testing.assert_array_equal(root["uncertainty"][:], tile_sigma(spec, maps[1]).astype(np.float32))
+    same = np.testing.assert_array_equal if exact else (
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6))
+    same(root["tiles"][:], maps[0])
+    same(root["d2"][:], maps[1].astype(np.float32))
+    same(root["uncertainty"][:], tile_sigma(spec, maps[1]).astype(np.float32))
     flags = tile_flags(spec, maps[1])
     np.testing.assert_array_equal(root["out_of_domain"][:], flags)
-    assert result.uncertainty == pytest.approx(np.sqrt((tile_sigma(spec, maps[1]) ** 2).sum()), rel=1e-12)
+    rel = 1e-12 if exact else 1e-6
+    assert result.uncertainty == pytest.approx(np.sqrt((tile_sigma(spec, maps[1]) ** 2).sum()), rel=rel)
     assert result.out_of_domain_tiles == flags.sum() and 0 < result.out_of_domain_fraction < 1
     assert root.attrs["complete"] and root.attrs["out_of_domain_tiles"] == flags.sum()
 
@@ -93,8 +99,8 @@ def test_uncertainty_map_equals_in_memory(tmp_path, model, spec, field, chunk, s
     res = evaluate(src, MODEL, chunk=chunk, out=tmp_path / "t.zarr", scheduler=scheduler)
     assert (len(res.extra["chunks"][0]) > 1) is (chunk < 240)
     maps = in_memory(model, field)
-    check_store(tmp_path / "t.zarr", maps, spec, res)
-    assert res.total == pytest.approx(maps[0].sum(), rel=1e-12)
+    check_store(tmp_path / "t.zarr", maps, spec, res, exact=scheduler == "synchronous")
+    assert res.total == pytest.approx(maps[0].sum(), rel=1e-12 if scheduler == "synchronous" else 1e-8)
     # flagged: tiles of the noise patch or with it in their 15-tile neighbourhood, never further out
     ty, tx = res.out_of_domain_box["tiles_y"], res.out_of_domain_box["tiles_x"]
     assert 1 <= ty[0] < ty[1] <= 27 and 2 <= tx[0] < tx[1] <= 28
@@ -129,7 +135,7 @@ def test_resume_keeps_every_map_and_refuses_a_store_without_them(tmp_path, model
     again = evaluate(src, MODEL, chunk=64, out=tmp_path / "t.zarr", scheduler="threads")
     assert (again.total, again.uncertainty, again.out_of_domain_tiles) == (full.total, full.uncertainty,
                                                                         full.out_of_domain_tiles)
-    check_store(tmp_path / "t.zarr", in_memory(model, field), spec, again)
+    check_store(tmp_path / "t.zarr", in_memory(model, field), spec, again, exact=False)
     ds = xr.open_zarr(tmp_path / "t.zarr", consolidated=False)
     for name in ("uncertainty", "out_of_domain", "d2"):
         assert ds[name].dims == ("y", "x") and ds[name].shape == ds["tiles"].shape
