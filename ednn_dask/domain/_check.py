@@ -81,7 +81,8 @@ def _feature_scores(spec: DomainSpec, d2: np.ndarray) -> dict:
 
 
 def atom_scores(spec: DomainSpec, xy: np.ndarray, numbers: np.ndarray, lengths_xy: Sequence[float]) -> dict:
-    """Temperature of the displacements from the lattice sites, the largest displacement, unseen environments.
+    """Temperature of the displacements from the lattice sites, the largest displacement, the atomic
+    environments (counts) and those the training cells never had.
 
     ``xy`` are the atoms as the user gave them: they are registered onto the
     model's lattice here, as the rasterizer does.
@@ -100,9 +101,9 @@ def atom_scores(spec: DomainSpec, xy: np.ndarray, numbers: np.ndarray, lengths_x
         k = np.array([spec.stiffness.get(chemical_symbols[int(z)], np.nan) for z in numbers])
         out["temperature"] = float(np.nansum(k * d2) / (2 * KB_EV * max(1, np.isfinite(k).sum())))
         out["max_offset"] = float(np.sqrt(d2.max())) if d2.size else 0.0
+    out["environments"] = environments(xy, numbers, lengths_xy)
     if spec.environments:
-        seen = environments(xy, numbers, lengths_xy)
-        out["unseen_environments"] = sorted(set(seen) - spec.environments)
+        out["unseen_environments"] = sorted(set(out["environments"]) - spec.environments)
     return out
 
 

@@ -32,16 +32,11 @@ def _features(net: TileNet, fields: np.ndarray, focus: int, context: int, batch:
 
 
 @torch.no_grad()
-def _d2_maps(net: TileNet, fields: np.ndarray, focus: int, context: int, batch: int = 64) -> np.ndarray:
+def _maps(net: TileNet, fields: np.ndarray, focus: int, context: int, batch: int = 64) -> np.ndarray:
+    """``(N, 2, n_y, n_x)`` float64: contributions and ``d2``, as the exported program computes them."""
     model = EDNN(net, focus, context).eval()
-    maps = [model.tile_maps(torch.from_numpy(fields[i : i + batch]))[:, 1] for i in range(0, len(fields), batch)]
+    maps = [model.tile_maps(torch.from_numpy(fields[i : i + batch])) for i in range(0, len(fields), batch)]
     return torch.cat(maps).double().numpy()
-
-
-@torch.no_grad()
-def _totals(net: TileNet, fields: np.ndarray, focus: int, context: int, batch: int = 64) -> np.ndarray:
-    model = EDNN(net, focus, context).eval()
-    return np.concatenate([model(torch.from_numpy(fields[i : i + batch])).numpy() for i in range(0, len(fields), batch)])
 
 
 def _cells(data: Mapping[str, np.ndarray]):
@@ -88,8 +83,7 @@ def fit_domain(net: TileNet, focus: int, context: int, train: Mapping[str, np.nd
     cells = np.random.default_rng(0).choice(len(rasters), keep, replace=False) if keep < len(rasters) else None
     fit_rasters = rasters if cells is None else rasters[np.sort(cells)]
     net.domain = fit_feature_domain(_features(net, fit_rasters, focus, context))
-    d2 = _d2_maps(net, fit_rasters, focus, context)
-    flat = d2.reshape(len(d2), -1)
+    flat = _maps(net, fit_rasters, focus, context)[:, 1].reshape(len(fit_rasters), -1)
     spec0 = DomainSpec(np.inf, np.inf, np.inf)
     scores = [assess(spec0, m).scores for m in flat]
     features = {"count": net.domain.features, "top_fraction": spec0.top_fraction, "window_tiles": spec0.window_tiles,
@@ -98,15 +92,9 @@ def fit_domain(net: TileNet, focus: int, context: int, train: Mapping[str, np.nd
                 "tile_d2_max": float(flat.max())}
     atoms: dict[str, Any] = {}
     if lattice is not None:
-        from ..raster._register import registration
-        from ._atoms import environments
-
         spec_atoms = DomainSpec(np.inf, np.inf, np.inf, stiffness=dict(stiffness or {}), lattice=lattice)
         rows = [atom_scores(spec_atoms, xy, z, L) for xy, z, L in _cells(train)]
-        seen: set[str] = set()
-        for xy, z, L in _cells(train):
-            seen |= set(environments(registration(xy, z, dict(lattice), lengths_xy=L).apply(xy, L), z, L))
-        atoms = {"environments": sorted(seen)}
+        atoms = {"environments": sorted(set().union(*(r["environments"] for r in rows)))}
         if stiffness:
             atoms.update(stiffness=dict(stiffness),
                          temperature_max=float(np.quantile([r["temperature"] for r in rows], QUANTILE)),
@@ -123,8 +111,9 @@ def _calibrate(net: TileNet, focus: int, context: int, held: Mapping[str, np.nda
     from ..models.card import ModelCard
 
     rasters = np.asarray(held["rasters"], dtype=np.float32)
-    d2 = _d2_maps(net, rasters, focus, context).reshape(len(rasters), -1)
-    err = _totals(net, rasters, focus, context) - np.asarray(held["energies"], dtype=np.float64)
+    maps = _maps(net, rasters, focus, context).reshape(len(rasters), 2, -1)
+    d2 = maps[:, 1]
+    err = maps[:, 0].sum(1) - np.asarray(held["energies"], dtype=np.float64)
     card = ModelCard({"domain": meta, "program": {"kind": "field", "outputs": ["contribution", "feature_distance2"]},
                       "input": {"lattice": dict(lattice)} if lattice is not None else {}})
     spec = DomainSpec.from_card(card)

@@ -214,13 +214,9 @@ class ModelCard:
     @property
     def halo_sharing_exact(self) -> bool:
         """The file declares a VALID conv subnet whose total stride divides the focus: halo sharing is exact."""
-        sub = self.subnet
-        if sub.get("type") != "conv" or sub.get("padding") != "valid" or self.ndim != 2:
-            return False
-        stride = 1
-        for layer in sub.get("layers", []):
-            stride *= int(layer[2])
-        return self.focus % stride == 0
+        from ..nn.subnets import halo_sharing_exact
+
+        return self.ndim == 2 and halo_sharing_exact(self.subnet, self.focus)
 
     @property
     def halo_sharing_allowed(self) -> bool:

@@ -9,6 +9,7 @@ the file alone.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, Sequence
 
 import torch
@@ -190,7 +191,7 @@ class ConvSubnet(nn.Module):
         then every tile origin lies on the stride lattice of the shared
         feature map and no operation mixes positions across tiles before the head.
         """
-        return self.spec["padding"] == "valid" and focus % self.total_stride == 0
+        return halo_sharing_exact(self.spec, focus)
 
     def forward_shared(self, padded: torch.Tensor, focus: int) -> torch.Tensor:
         """Per-tile outputs of a whole padded field, sharing the context ("halo") work.
@@ -253,6 +254,13 @@ class ConvSubnet(nn.Module):
             else:
                 y = mod(y)
         return y
+
+
+def halo_sharing_exact(spec: Mapping[str, Any], focus: int) -> bool:
+    """Whether a subnet ``spec`` allows exact halo sharing with this focus: VALID conv, total stride dividing it."""
+    if spec.get("type") != "conv" or spec.get("padding") != "valid":
+        return False
+    return focus % math.prod(int(layer[2]) for layer in spec.get("layers", [])) == 0
 
 
 def build_subnet(spec: dict[str, Any]) -> nn.Module:
