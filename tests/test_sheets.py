@@ -121,6 +121,22 @@ def test_dataset_generate_resume_and_reproducible(tmp_path):
     assert tersoff_energy(atoms) == pytest.approx(d["energies"][k], abs=1e-3)
     with pytest.raises(ValueError, match="different dataset"):
         generate_dataset(a, "hexagonal", n=20, seed=5, block=5, progress=False)
+    with pytest.raises(ValueError, match="different dataset"):
+        generate_dataset(a, "hexagonal", n=20, seed=4, block=5, progress=False, sampler="einstein")
+
+
+def test_md_and_einstein_samplers_are_recorded_and_differ(tmp_path):
+    """The MD sampler's classes (ribbons included) and schedule are in the attrs; the ladder schedule's
+    temperatures show in the energies; the Einstein sampler stays available."""
+    md = generate_dataset(tmp_path / "md.zarr", "hexagonal", n=16, seed=3, block=8, workers=1, progress=False,
+                          schedule="ladder", frames=2)
+    ein = generate_dataset(tmp_path / "e.zarr", "hexagonal", n=8, seed=3, block=8, workers=1, progress=False,
+                           sampler="einstein")
+    dm, de = open_dataset(md), open_dataset(ein)
+    assert dm["attrs"]["sampler"] == "md" and dm["attrs"]["schedule"] == "ladder" and dm["attrs"]["frames"] == 2
+    assert "ribbon-zigzag" in dm["attrs"]["classes"] and dm["attrs"]["temperature_range"] == [300.0, 1500.0]
+    assert de["attrs"]["sampler"] == "einstein" and "classes" not in de["attrs"]
+    assert dm["rasters"].shape[1:] == de["rasters"].shape[1:] == (3, 120, 120)
 
 
 def test_sample_structure_kinds():

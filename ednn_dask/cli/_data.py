@@ -52,10 +52,36 @@ def add_commands(sub, common) -> None:
     dsh.add_argument("--n", type=at_least(1), default=20000)
     dsh.add_argument("--seed", type=int, default=1)
     dsh.add_argument("--block", type=at_least(1), default=100, help="structures per resumable block")
+    dsh.add_argument("--sampler", choices=["md", "einstein"], default="md",
+                     help="md: Langevin molecular dynamics with the reference potential (relaxed defects and edges, "
+                     "random translations and mirrors); einstein: independent displacements on the perfect lattice")
+    dsh.add_argument("--schedule", choices=["uniform", "ladder"], default="uniform",
+                     help="md temperatures: uniform in the kind's range, or cycling 300/700/1000/1500 K (test sets)")
+    dsh.add_argument("--frames", type=at_least(1), default=4, help="md snapshots per trajectory, 50 fs apart")
     dsh.add_argument("--workers", type=at_least(1), default=None)
     dsh.add_argument("--quiet", action="store_true")
     dsh.add_argument("--out", required=True, help="Zarr directory (an existing one is resumed)")
     dsh.set_defaults(func=_cmd_dataset_sheets)
+
+    dfs = dss.add_parser("from-structures", parents=[common],
+                         help="your labelled structures (extxyz, OUTCAR, vasprun.xml, ...) as a training dataset")
+    dfs.add_argument("files", nargs="+", help="files ASE reads; every frame of each is used")
+    dfs.add_argument("--out", required=True, help="Zarr directory to write")
+    dfs.add_argument("--model", default="hexagonal-sheet",
+                     help="rasterize for this model: its pixel spacing, species channels and lattice (default "
+                     "hexagonal-sheet, B/C/N; the model you will fine-tune with train sheets --init-from)")
+    dfs.add_argument("--spacing", type=positive, nargs="+", metavar="H",
+                     help="instead of the model's: pixels of H Å (square) or HY HX Å (no lattice registration), "
+                     "with --species")
+    dfs.add_argument("--species", nargs="+", help="with --spacing: the species channels, e.g. B C N")
+    dfs.add_argument("--energy-key", help="read the energy from this key of each frame's info "
+                     "(default: the file's energy, e.g. extxyz energy=, OUTCAR, vasprun.xml)")
+    dfs.add_argument("--label", choices=["file", "reference"], default="file",
+                     help="reference: label every frame with the package's Tersoff reference (files without "
+                     "energies: LAMMPS dumps, POSCAR, CIF)")
+    dfs.add_argument("--format", dest="file_format", help="ASE format name, when the file name does not tell it")
+    dfs.add_argument("--overwrite", action="store_true", help="replace an existing dataset written by ednn-dask")
+    dfs.set_defaults(func=_cmd_dataset_from_structures)
 
 
 def _cmd_dataset_ising(args) -> int:
@@ -78,8 +104,42 @@ def _cmd_dataset_sheets(args) -> int:
     from ..data.sheets import generate_dataset
 
     generate_dataset(args.out, args.kind, n=args.n, seed=args.seed, block=args.block, workers=args.workers,
-                     progress=not args.quiet)
+                     progress=not args.quiet, sampler=args.sampler, schedule=args.schedule, frames=args.frames)
     print(f"dataset complete: {args.out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_dataset_from_structures(args) -> int:
+    from ..data.structures import read_labelled, write_structures_dataset
+    from ..reference import REFERENCE_NAME
+
+    if args.spacing is not None:
+        if not args.species:
+            raise InputError("--spacing needs --species (the channels, e.g. --species B C N)")
+        if len(args.spacing) > 2:
+            raise InputError(f"--spacing takes one (square) or two (HY HX) values, got {len(args.spacing)}")
+        spacing = tuple(args.spacing) if len(args.spacing) == 2 else (args.spacing[0],) * 2
+        species, lattice, gamma = list(args.species), None, 0.2
+        for_what = f"{spacing[0]:g} x {spacing[1]:g} Å pixels"
+    else:
+        if args.species:
+            raise InputError("--species goes with --spacing; with --model the model's species are used")
+        from ..models import get_model
+
+        card = get_model(args.model).card
+        if not card.takes_atoms:
+            raise InputError(f"model {args.model!r} does not take atoms")
+        settings = card.raster_settings()
+        spacing, species, lattice = settings.spacing, list(settings.species), settings.lattice
+        gamma = card.gamma or 0.2
+        for_what = f"model {args.model}"
+    frames = read_labelled(args.files, energy_key=args.energy_key, label=args.label, file_format=args.file_format)
+    reference = REFERENCE_NAME if args.label == "reference" else "the user's labels"
+    out = write_structures_dataset(frames, args.out, spacing, species, lattice, gamma=gamma, overwrite=args.overwrite,
+                                   inputs=args.files, description=f"from {len(args.files)} file(s) for {for_what}",
+                                   reference=reference)
+    forces = "with forces" if all(f.forces is not None for f in frames) else "without forces"
+    print(f"wrote {len(frames)} structures ({forces}) to {out} for {for_what}", file=sys.stderr)
     return 0
 
 

@@ -19,6 +19,14 @@ Group attributes: ``kind``, ``seed``, ``block``, ``spacing`` ``[h_y, h_x]``
 ``temperature_range`` (K), ``lattice`` (the honeycomb every cell was translated onto before
 rasterizing, see :mod:`ednn_dask.raster._register`), ``ednn_dask_version``.
 
+Group attributes also record the ``sampler``: ``"md"`` (the default: snapshots of Langevin molecular dynamics
+with the reference potential, :mod:`ednn_dask.systems.md`, ``frames`` per trajectory 50 fs apart, relaxed
+defects and edges, random translations and mirrors; ``classes`` lists the structure classes; ``schedule``
+``"uniform"`` draws each trajectory's temperature uniformly from ``temperature_range``, ``"ladder"`` cycles
+through :data:`LADDER` K, for test sets) or ``"einstein"`` (independent in-plane Gaussian displacements of
+an Einstein solid on the perfect lattice, :func:`~ednn_dask.systems.sheets.thermal_displacements`, the
+sampler of the bundled models before MD).
+
 Generation is split into blocks of ``block`` structures; block ``k`` is
 generated from ``seed`` and ``k`` alone, so the data do not depend on the
 number of workers, and an interrupted run resumes at the first unfinished
@@ -39,7 +47,8 @@ from ..raster import HONEYCOMB, raster_from_atoms, register_honeycomb
 from ..reference import REFERENCE_NAME, tersoff_energy
 from ..systems import sheets as S
 
-__all__ = ["SHEET_SPACING", "SPECIES", "KINDS", "sample_structure", "generate_dataset", "open_dataset"]
+__all__ = ["SHEET_SPACING", "SPECIES", "KINDS", "SAMPLERS", "MD_CLASSES", "LADDER", "sample_structure", "sample_md",
+           "generate_dataset", "open_dataset"]
 
 #: Pixel spacing (h_y, h_x) in Å of the bundled sheet models: 40 px per a√3 and 24 px per a,
 #: so the 60-atom 5 × 3 cell is 120 × 120 pixels (about 9.5 px/Å).
@@ -48,6 +57,19 @@ SPECIES = ("B", "C", "N")
 KINDS = ("hexagonal", "hexagonal-alloy", "porous-graphene")
 _MAX_ATOMS = {"hexagonal": 60, "hexagonal-alloy": 60, "porous-graphene": 540}
 _T_RANGE = {"hexagonal": (100.0, 1000.0), "hexagonal-alloy": (100.0, 1000.0), "porous-graphene": (1000.0, 1000.0)}
+SAMPLERS = ("md", "einstein")
+#: Structure classes (:data:`ednn_dask.systems.md.CLASSES`) of each kind with the MD sampler: cells of one size
+#: (60 sites for the hexagonal kinds, 540 for porous graphene) at the model's lattice constant.
+MD_CLASSES = {
+    "hexagonal": ("graphene", "hbn", "stripes", "vacancies", "ribbon-zigzag", "ribbon-armchair"),
+    "hexagonal-alloy": ("graphene", "hbn", "stripes", "vacancies", "ribbon-zigzag", "ribbon-armchair", "alloy"),
+    "porous-graphene": ("porous",),
+}
+_MD_T_RANGE = {"hexagonal": (100.0, 1500.0), "hexagonal-alloy": (100.0, 1500.0), "porous-graphene": (300.0, 1500.0)}
+#: Temperatures (K) that the ``"ladder"`` schedule cycles through, one per trajectory.
+LADDER = (300.0, 700.0, 1000.0, 1500.0)
+#: MD steps (1 fs) before a trajectory's first frame, and between frames.
+MD_EQUILIBRATION, MD_EVERY = 150, 50
 
 
 def sample_structure(kind: str, rng: np.random.Generator) -> Atoms:
@@ -73,8 +95,35 @@ def sample_structure(kind: str, rng: np.random.Generator) -> Atoms:
     return S.thermal_displacements(atoms, T, rng)
 
 
-def _block(args: tuple[str, int, int, int]) -> tuple[int, dict[str, np.ndarray]]:
-    kind, seed, k, block = args
+def sample_md(kind: str, rng: np.random.Generator, temperature: float, frames: int = 4) -> list[Atoms]:
+    """``frames`` MD snapshots (:func:`ednn_dask.systems.md.sample`) of a random cell of one of the kind's
+    :data:`MD_CLASSES`, 50 fs apart after 150 fs at ``temperature`` K."""
+    if kind not in KINDS:
+        raise InputError(f"unknown dataset kind {kind!r}; choose from {', '.join(KINDS)}")
+    from ..systems import md
+
+    cls = md.random_class(rng, MD_CLASSES[kind])
+    return md.sample(cls, rng, temperature, steps=MD_EQUILIBRATION, snapshots=frames, every=MD_EVERY)
+
+
+def _structures(kind: str, sampler: str, schedule: str, frames: int, block: int, rng: np.random.Generator, k: int):
+    """The ``block`` structures of block ``k``."""
+    if sampler == "einstein":
+        return [sample_structure(kind, rng) for _ in range(block)]
+    out: list[Atoms] = []
+    run = 0
+    while len(out) < block:
+        if schedule == "ladder":
+            T = LADDER[(k * block + run) % len(LADDER)]
+        else:
+            T = float(rng.uniform(*_MD_T_RANGE[kind]))
+        out += sample_md(kind, rng, T, frames)
+        run += 1
+    return out[:block]
+
+
+def _block(args: tuple) -> tuple[int, dict[str, np.ndarray]]:
+    kind, seed, k, block, sampler, schedule, frames = args
     rng = np.random.default_rng([seed, k])
     m = _MAX_ATOMS[kind]
     out = {
@@ -85,8 +134,7 @@ def _block(args: tuple[str, int, int, int]) -> tuple[int, dict[str, np.ndarray]]
         "positions": np.full((block, m, 3), np.nan, np.float32),
         "cells": np.empty((block, 3)),
     }
-    for i in range(block):
-        atoms = sample_structure(kind, rng)
+    for i, atoms in enumerate(_structures(kind, sampler, schedule, frames, block, rng, k)):
         # every cell on the lattice origin that prediction registers structures to (see raster/_register.py)
         atoms.positions = register_honeycomb(atoms.positions, atoms.numbers, atoms.cell.lengths()[:2], HONEYCOMB,
                                              "a dataset cell")
@@ -109,6 +157,9 @@ def generate_dataset(
     block: int = 100,
     workers: int | None = None,
     progress: bool = True,
+    sampler: str = "md",
+    schedule: str = "uniform",
+    frames: int = 4,
 ) -> Path:
     """Create (or resume) a sheet dataset; see the module docstring for the format.
 
@@ -119,6 +170,9 @@ def generate_dataset(
         and ``block``, unfinished blocks are generated; otherwise an error.
     workers : int, optional
         Processes (default: all cores).
+    sampler, schedule, frames
+        How structures are drawn (see the module docstring): ``"md"`` or ``"einstein"``; for MD the
+        temperature schedule ``"uniform"`` or ``"ladder"`` and the frames per trajectory.
     """
     import zarr
 
@@ -128,15 +182,23 @@ def generate_dataset(
         raise InputError(f"unknown dataset kind {kind!r}; choose from {', '.join(KINDS)}")
     if n < 1 or n % block:
         raise InputError(f"n={n} must be a positive multiple of block={block}")
+    if sampler not in SAMPLERS:
+        raise InputError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+    if schedule not in ("uniform", "ladder"):
+        raise InputError(f"unknown temperature schedule {schedule!r}; choose uniform or ladder")
+    if frames < 1:
+        raise InputError(f"frames must be at least 1, got {frames}")
     path = Path(path)
-    attrs = {"kind": kind, "n": n, "seed": seed, "block": block}
+    attrs = {"kind": kind, "n": n, "seed": seed, "block": block, "sampler": sampler}
+    if sampler == "md":
+        attrs.update({"schedule": schedule, "frames": frames})
     if path.exists():
         root = zarr.open_group(str(path), mode="r+")
-        old = {k: root.attrs.get(k) for k in attrs}
+        old = {k: root.attrs.get(k, "einstein" if k == "sampler" else None) for k in attrs}
         if old != attrs:
             raise InputError(f"{path} holds a different dataset {old}; choose another --out")
     else:
-        probe = _block((kind, seed, 0, 1))[1]["rasters"]
+        probe = _block((kind, seed, 0, 1, sampler, schedule, 1))[1]["rasters"]
         root = zarr.open_group(str(path), mode="w")
         m = _MAX_ATOMS[kind]
         c, ny, nx = probe.shape[1:]
@@ -157,7 +219,9 @@ def generate_dataset(
                 "channels": "species",
                 "reference": REFERENCE_NAME,
                 "units": "eV",
-                "temperature_range": list(_T_RANGE[kind]),
+                "temperature_range": list(_T_RANGE[kind] if sampler == "einstein" else
+                                          (LADDER[0], LADDER[-1]) if schedule == "ladder" else _MD_T_RANGE[kind]),
+                **({"classes": list(MD_CLASSES[kind])} if sampler == "md" else {}),
                 "lattice": dict(HONEYCOMB),
                 "ednn_dask_version": __version__,
             }
@@ -169,7 +233,7 @@ def generate_dataset(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n // block, initial=n // block - len(todo), desc=f"{kind} blocks", unit="block")
-    jobs = [(kind, seed, k, block) for k in todo]
+    jobs = [(kind, seed, k, block, sampler, schedule, frames) for k in todo]
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
         for k, out in pool.map(_block, jobs):
             sl = slice(k * block, (k + 1) * block)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,6 +35,10 @@ from ase import Atoms
 
 __all__ = ["REFERENCE_NAME", "MATSUNAGA_BCN", "tersoff_form", "tersoff_energy", "tersoff_calculator",
            "lammps_tersoff_file"]
+
+# matscipy's Tersoff bond order uses np.power(..., where=...) without out= and masks the result itself
+warnings.filterwarnings("ignore", message="'where' used without 'out'", category=UserWarning,
+                        module="matscipy")
 
 REFERENCE_NAME = ("Tersoff B/C/N, Matsunaga et al. JJAP 39, L48 (2000), with omega(C-N) = 0.6381, "
                   "via matscipy Manybody")
@@ -103,8 +108,6 @@ def _scaled(fn, omega: np.ndarray):
 
 def tersoff_form() -> dict:
     """matscipy's Tersoff functional form for :data:`MATSUNAGA_BCN`, with ``ω_ik`` in the three-body term."""
-    import warnings
-
     from matscipy.calculators.manybody.explicit_forms import TersoffBrenner
 
     p = mixed_parameters()
@@ -129,14 +132,9 @@ def tersoff_calculator():
 
 def tersoff_energy(atoms: Atoms) -> float:
     """Total potential energy of ``atoms`` in eV."""
-    import warnings
-
     at = atoms.copy()
     at.calc = tersoff_calculator()
-    with warnings.catch_warnings():
-        # matscipy's np.power(where=...) warns about uninitialised output it then masks
-        warnings.simplefilter("ignore", UserWarning)
-        return float(at.get_potential_energy())
+    return float(at.get_potential_energy())
 
 
 def lammps_tersoff_file(path: str | os.PathLike) -> Path:

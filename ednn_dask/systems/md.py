@@ -108,13 +108,13 @@ def strain(atoms: Atoms, exx: float, eyy: float) -> Atoms:
 
 
 def _in_plane(atoms: Atoms) -> Atoms:
-    from ase.constraints import FixCartesian
+    from ase.constraints import FixCartesian, FixCom
 
     from ..reference import tersoff_calculator
 
     out = atoms.copy()
     out.positions[:, 2] = 0.0
-    out.set_constraint(FixCartesian(range(len(out)), mask=(False, False, True)))
+    out.set_constraint([FixCartesian(range(len(out)), mask=(False, False, True)), FixCom()])
     out.calc = tersoff_calculator()
     return out
 
@@ -150,7 +150,7 @@ def run_md(atoms: Atoms, temperature: float, rng: np.random.Generator, steps: in
     v[:, 2] = 0.0
     at.set_velocities(v)
     dyn = Langevin(at, timestep_fs * units.fs, temperature_K=temperature, friction=friction_per_fs / units.fs,
-                   rng=rng)
+                   fixcm=False, rng=rng)
     frames = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
