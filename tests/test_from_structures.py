@@ -109,3 +109,29 @@ def test_overwrite_replaces_only_our_datasets(md_xyz, tmp_path):
     assert run("dataset", "from-structures", path, "--out", out).returncode == 0
     assert run("dataset", "from-structures", path, "--out", out).returncode != 0
     assert run("dataset", "from-structures", path, "--out", out, "--overwrite").returncode == 0
+
+
+def test_fine_tune_a_bundled_model_on_the_users_frames_and_predict(md_xyz, tmp_path):
+    """The tutorial's path (docs/own-data.md): from-structures, train sheets --init-from, predict."""
+    import json
+
+    from ednn_dask.models import get_model
+    from ednn_dask.predict import predict_frames
+
+    path, frames = md_xyz
+    data = tmp_path / "d.zarr"
+    assert run("dataset", "from-structures", path, "--out", data).returncode == 0
+    out = tmp_path / "mine.pt2"
+    r = run("train", "sheets", "--data", data, "--test", data, "--init-from", "hexagonal-sheet", "--activation",
+            "silu", "-f", 8, "-c", 24, "--epochs", 1, "--lr", 3e-4, "--quiet", "--out", out,
+            "--report", tmp_path / "r.json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    ref = np.array([tersoff_energy(a) for a in frames])
+    n = np.array([len(a) for a in frames])
+    before = np.abs(predict_frames(get_model("hexagonal-sheet"), frames).energies - ref) / n
+    after = np.abs(predict_frames(get_model(str(out)), frames).energies - ref) / n
+    # it learned the user's labels (the stripes' omega(C-N) energies); the median leaves out the validation frame
+    assert np.median(after) < 0.5 * np.median(before)
+    assert json.loads((tmp_path / "r.json").read_text())["test"]["n"] == len(frames)
+    r = run("predict", out, path, "--json")
+    assert r.returncode == 0, r.stderr

@@ -166,10 +166,14 @@ def _cmd_train_sheets(args) -> int:
                         title=f"{args.name}: held-out {attrs['kind']} (f={args.focus}, c={args.context})",
                         units="eV/atom")
     meta["accuracy"] = {k: v for k, v in report.items() if k in ("test", "test_set", "supercells")}
-    if args.test and ModelCard(meta).halo_sharing_exact and _can_fit_domain(model):
+    if args.test and _can_fit_domain(model):
         from ..domain._model import fit_for_card
+        from ..models._save import _network_fields
 
-        meta["domain"] = fit_for_card(model.tile_net, ModelCard(meta), args.data, args.test)
+        # the card of the file about to be written: the metadata plus what the network itself gives
+        card = ModelCard({**meta, **_network_fields(model, model.tile_net, "torch.export", meta["channels"])})
+        if card.halo_sharing_exact:
+            meta["domain"] = fit_for_card(model.tile_net, card, args.data, args.test)
     save_model(model, out, meta)
     if args.report:
         write_report({"focus": args.focus, "context": args.context, **report, "history": history}, args.report)

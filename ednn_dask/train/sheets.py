@@ -192,18 +192,25 @@ def sheet_metadata(name: str, kind: str, focus: int, context: int, config: Train
     A dataset of registered cells (attrs ``lattice``) gives the model its
     lattice: structures are registered onto it before prediction too.
     """
-    data = (f"{attrs['n']} {kind} structures (seed {attrs['seed']}), "
-            f"T in {attrs['temperature_range']} K, ednn-dask dataset sheets")
+    reference = attrs.get("reference", REFERENCE_NAME)
+    sampler = attrs.get("sampler", "einstein")
+    if sampler == "user":
+        data = f"{attrs['n']} structures from {', '.join(attrs.get('sources', []))}, ednn-dask dataset from-structures"
+    else:
+        how = (f"MD snapshots of {', '.join(attrs.get('classes', []))}" if sampler == "md"
+               else "Einstein displacements")
+        data = (f"{attrs['n']} {kind} structures (seed {attrs['seed']}), {how}, "
+                f"T in {attrs['temperature_range']} K, ednn-dask dataset sheets")
     return _schema.model_metadata(
         name=name,
-        description=f"total energy of {kind} sheets; reference: {REFERENCE_NAME}",
+        description=f"total energy of {kind} sheets; reference: {reference}",
         channels=len(attrs["species"]),
         input=_schema.raster_input(attrs["species"], attrs["channels"], attrs["gamma"], attrs.get("lattice")),
         target=_schema.target("energy", "eV"),
         pixel_spacing=_schema.pixel_spacing(attrs["spacing"], "Å", axes=("y", "x")),
         training=_schema.training(data, config.as_metadata()),
         accuracy=report,
-        reference=REFERENCE_NAME,
+        reference=reference,
         halo_shared_ok=True,
     )
 
@@ -312,7 +319,8 @@ def _init_from(model: EDNN, source: str, species: list[str], focus: int, context
     if missing:
         raise InputError(f"--init-from {source} has no channel for {', '.join(missing)}")
     pick = [have.index(s) for s in species]
-    state = src.tile_net().state_dict()
+    # the source's domain describes its own training data: the new model's is fitted on its own
+    state = {k: v for k, v in src.tile_net().state_dict().items() if not k.startswith("domain.")}
     state["subnet.features.0.weight"] = state["subnet.features.0.weight"][:, pick]
     state["focus_weights"] = state["focus_weights"][pick]
     model.tile_net.load_state_dict(state, strict=True)
