@@ -251,3 +251,26 @@ def test_bundled_sheet_models_register_their_inputs(name):
     assert get_model(name).metadata["input"]["lattice"] == HONEYCOMB
     r = subprocess.run([sys.executable, "-m", "ednn_dask.cli", "models"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.count("lattice         honeycomb, a = 2.5") == 2
+
+
+def test_rotated_sheets_are_refused_with_the_angle_and_armchair_gets_the_fix():
+    """A honeycomb turned in the plane is named "rotated" with its angle; armchair along x is told to swap x, y."""
+    from ase import Atoms
+
+    from ednn_dask.models import get_model
+    from ednn_dask.predict import predict_frames
+    from ednn_dask.raster import StructureError
+    from ednn_dask.raster._neighbours import bond_geometry
+    from ednn_dask.systems import md
+    from ednn_dask.systems import sheets as S
+
+    g = S.hexagonal_sheet()
+    armchair = Atoms(g.numbers, positions=g.positions[:, [1, 0, 2]], cell=[g.cell[1, 1], g.cell[0, 0], 20], pbc=True)
+    with pytest.raises(StructureError, match=r"rotated by \+30\.0°.*swap x and y"):
+        predict_frames(get_model("hexagonal-sheet"), [armchair])
+    hot = md.run_md(S.hexagonal_sheet(10, 6), 1500.0, np.random.default_rng(1), steps=200)[0]
+    for angle in (0.0, -12.0, 7.5):
+        t = np.radians(angle)
+        xy = hot.positions[:, :2] @ np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+        rotation = bond_geometry(xy, (500.0, 500.0))[2]
+        assert rotation == pytest.approx(angle, abs=0.3)

@@ -14,12 +14,14 @@ import numpy as np
 
 from ._checks import StructureError
 from ._gaussian import RasterGrid
-from ._neighbours import bond_lengths
+from ._neighbours import bond_geometry
 
-__all__ = ["LATTICE_RTOL", "lattice_hint", "sheet_grid"]
+__all__ = ["LATTICE_RTOL", "ROTATION_TOL", "lattice_hint", "sheet_grid"]
 
 #: Relative difference of lattice constants reported as "another lattice constant".
 LATTICE_RTOL = 0.01
+#: Bond rotation (degrees) reported as "rotated": thermal noise at 1500 K moves the estimate by < 0.3°.
+ROTATION_TOL = 1.0
 
 
 def lattice_hint(xy: np.ndarray, lengths_xy: Sequence[float], lattice: dict, lead: bool = True) -> str:
@@ -30,16 +32,26 @@ def lattice_hint(xy: np.ndarray, lengths_xy: Sequence[float], lattice: dict, lea
     if lattice.get("kind") != "honeycomb":
         return ""
     a = float(lattice["a"])
-    _, bond = bond_lengths(xy, lengths_xy)
+    _, bond, rotation = bond_geometry(xy, lengths_xy)
     if not np.isfinite(bond):
         return ""
+    words = []
+    if np.isfinite(rotation) and abs(rotation) > ROTATION_TOL:
+        axis = lattice.get("zigzag_axis", "x")
+        turn = (f"this sheet is rotated by {rotation:+.1f}° from the model's honeycomb (zigzag along {axis}), "
+                "an orientation the model was not trained on")
+        if abs(abs(rotation) - 30.0) <= ROTATION_TOL:
+            turn += (f": it has its armchair direction along {axis}; swap x and y (positions and cell; the energy "
+                     f"is unchanged) to put its zigzag direction along {axis}")
+        words.append(turn)
     have = bond * np.sqrt(3.0)
-    if abs(have / a - 1) <= LATTICE_RTOL:
+    if abs(have / a - 1) > LATTICE_RTOL:
+        words.append(f"this sheet's bonds are {bond:.3f} Å long (a = {have:.3f} Å): scale the cell and positions by "
+                     f"{a:g}/{have:.3f} = {a / have:.4f} (energies at another lattice constant are outside what the "
+                     f"model learned)")
+    if not words:
         return ""
-    return ((f"the model was trained on a honeycomb with a = {a:g} Å, and " if lead else "")
-            + f"this sheet's bonds are {bond:.3f} Å long (a = {have:.3f} Å): scale the cell and positions by "
-            f"{a:g}/{have:.3f} = {a / have:.4f} (energies at another lattice constant are outside what the model "
-            f"learned)")
+    return (f"the model was trained on a honeycomb with a = {a:g} Å, and " if lead else "") + "; ".join(words)
 
 
 def sheet_grid(lengths_xy: Sequence[float], spacing_yx: Sequence[float], tolerance: float = 1e-3,

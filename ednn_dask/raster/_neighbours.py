@@ -158,6 +158,14 @@ def _pair(xy, ids, a, b, L, within) -> tuple[int, int, float]:
 
 def bond_lengths(xy: np.ndarray, lengths_xy: Sequence[float], windows: int = 4, half: float = 15.0,
                  reach: float = 3.0, queries: int = 64, strips: _Strips | None = None) -> tuple[float, float]:
+    """Median nearest-neighbour distance and median bond length (Å); see :func:`bond_geometry`."""
+    nearest, bond, _ = bond_geometry(xy, lengths_xy, windows, half, reach, queries, strips)
+    return nearest, bond
+
+
+def bond_geometry(xy: np.ndarray, lengths_xy: Sequence[float], windows: int = 4, half: float = 15.0,
+                  reach: float = 3.0, queries: int = 64,
+                  strips: _Strips | None = None) -> tuple[float, float, float]:
     """Median nearest-neighbour distance and median bond length of a sheet, in Å, from a few patches.
 
     Each of ``windows`` square patches of ``2 half`` Å around evenly spaced
@@ -178,6 +186,10 @@ def bond_lengths(xy: np.ndarray, lengths_xy: Sequence[float], windows: int = 4, 
         :data:`BOND_CUTOFF` (``nan`` when none is): the bond length, ``a / √3``
         for a honeycomb. The median of the nearest distance alone is biased
         short by thermal noise (1.412 Å for a = 2.5 Å at 1000 K).
+    rotation : float
+        Angle in degrees, in (-30, 30], by which the bonds are turned from a honeycomb with its zigzag
+        direction along x (bonds along ±y and ±30° from -y), from the mean of ``exp(6iθ)`` over the bond
+        directions θ; ``nan`` when the bonds have no sixfold order (mean below 0.5) or there are none.
     """
     L = np.asarray(lengths_xy, dtype=np.float64)
     n = xy.shape[0]
@@ -188,7 +200,7 @@ def bond_lengths(xy: np.ndarray, lengths_xy: Sequence[float], windows: int = 4, 
               for k, w, length in zip(np.ceil(reach / L).astype(int), whole, L)]
     shifts = np.stack(np.meshgrid(images[0], images[1], indexing="ij"), -1).reshape(-1, 2)
     zero = int(np.flatnonzero((shifts == 0).all(1))[0])
-    nearest, bonds = [], []
+    nearest, bonds, angles = [], [], []
     centres = np.unique(np.linspace(0, n - 1, windows).astype(np.int64)) if not whole.all() else [0]
     for c in centres:  # one patch is the whole cell when the cell is small
         centre = np.asarray(xy[c, :2], np.float64)
@@ -213,11 +225,22 @@ def bond_lengths(xy: np.ndarray, lengths_xy: Sequence[float], windows: int = 4, 
         dist[np.arange(q.size), np.searchsorted(near, self_)] = np.inf  # the query itself
         dist[dist > reach] = np.inf
         k = min(3, dist.shape[1])
-        three = np.sort(np.partition(dist, k - 1, axis=1)[:, :k], axis=1)
+        which = np.argpartition(dist, k - 1, axis=1)[:, :k]
+        three_unsorted = np.take_along_axis(dist, which, 1)
+        three = np.sort(three_unsorted, axis=1)
         nearest.append(three[:, 0])
         bonds.append(three[three <= BOND_CUTOFF])
+        ok = three_unsorted <= BOND_CUTOFF
+        vec = cand[near][which] - rel[q][:, None, :]  # (queries, 3, 2) bond vectors
+        angles.append(np.arctan2(vec[..., 1], vec[..., 0])[ok])
     if not nearest:
-        return float("inf"), float("nan")
+        return float("inf"), float("nan"), float("nan")
     near = float(np.median(np.concatenate(nearest)))
     bond = np.concatenate(bonds)
-    return near, float(np.median(bond)) if bond.size else float("nan")
+    theta = np.concatenate(angles)
+    rotation = float("nan")
+    if theta.size:
+        m = np.exp(6j * theta).mean()
+        if abs(m) >= 0.5:  # zigzag along x: bonds at 90, 210, 330 degrees, exp(6i theta) = -1
+            rotation = float(np.degrees(np.angle(-m)) / 6)
+    return near, float(np.median(bond)) if bond.size else float("nan"), rotation
