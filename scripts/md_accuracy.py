@@ -90,13 +90,37 @@ def measure(model_name: str, rows, seed: int = 2024) -> dict:
             "rows": table}
 
 
+def markdown(report: dict) -> str:
+    """One row per class: MAE (meV/atom) per temperature, with the flagged and refused counts."""
+    temps = sorted({r["temperature_K"] for r in report["rows"]})
+    classes = list(dict.fromkeys(r["class"] for r in report["rows"]))
+    head = "| class | " + " | ".join(f"{t:.0f} K" for t in temps) + " |"
+    lines = [head, "|---" * (len(temps) + 1) + "|"]
+    for c in classes:
+        cells = []
+        for t in temps:
+            r = next((r for r in report["rows"] if r["class"] == c and r["temperature_K"] == t), None)
+            if r is None:
+                cells.append("")
+            elif not r["accepted"]:
+                cells.append(f"refused {r['refused']}/{r['n']}")
+            else:
+                cells.append(f"{r['mae']:.2f}" + (f" (flagged {r['flagged']}/{r['n']})" if r["flagged"] else ""))
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="hexagonal-sheet")
     ap.add_argument("--set", choices=["hexagonal", "porous"], help="default: from the model name")
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--out")
+    ap.add_argument("--markdown", metavar="JSON", help="print the table of a saved report and exit")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return
     which = args.set or ("porous" if "porous" in args.model else "hexagonal")
     t0 = time.perf_counter()
     report = measure(args.model, HEXAGONAL if which == "hexagonal" else POROUS, args.seed)
