@@ -99,7 +99,10 @@ def atom_scores(spec: DomainSpec, xy: np.ndarray, numbers: np.ndarray, lengths_x
         off = off - off.mean(0)  # what the registration leaves of a uniform shift
         d2 = (off * off).sum(1)
         k = np.array([spec.stiffness.get(chemical_symbols[int(z)], np.nan) for z in numbers])
-        out["temperature"] = float(np.nansum(k * d2) / (2 * KB_EV * max(1, np.isfinite(k).sum())))
+        # the median over atoms, robust to the few atoms that relax far from their sites at edges and
+        # vacancies: k d^2 / (2 k_B) of in-plane thermal motion is T chi2_2 / 2, whose median is T ln 2
+        e = (k * d2)[np.isfinite(k)] / (2 * KB_EV)
+        out["temperature"] = float(np.median(e) / np.log(2.0)) if e.size else 0.0
         out["max_offset"] = float(np.sqrt(d2.max())) if d2.size else 0.0
     out["environments"] = environments(xy, numbers, lengths_xy)
     if spec.environments:
