@@ -64,11 +64,11 @@ def sheet_model():
 
 
 def test_training_like_cells_are_in_the_domain_with_calibrated_uncertainty(sheet_model):
-    from ednn_dask.data.sheets import sample_structure
+    from ednn_dask.data.sheets import sample_md
     from ednn_dask.reference import tersoff_energy
 
-    rng = np.random.default_rng(4242)
-    frames = [sample_structure("hexagonal", rng) for _ in range(12)]
+    rng = np.random.default_rng(4242)  # MD snapshots as the training cells were drawn (those used seed 1)
+    frames = [f for T in (300.0, 600.0, 900.0, 1200.0) for f in sample_md("hexagonal", rng, T, frames=3)]
     res = predict_frames(sheet_model, frames)
     assert not res.out_of_domain.any() and res.domain_warning is None
     err = res.energies - np.array([tersoff_energy(a) for a in frames])

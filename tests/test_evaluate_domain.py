@@ -40,14 +40,20 @@ def spec(model):
     return DomainSpec.from_card(model.card)
 
 
-def sheet(n: int = 2, hole: float = 0.0, centre=(0.5, 0.5), seed: int = 0):
-    """A thermal hexagonal sheet of n x n training cells (120 n px a side), with a hole of radius ``hole`` Å."""
+def sheet(n: int = 2, hole: float = 0.0, centre=(0.5, 0.5), seed: int = 0, nitrogen: float = 0.0):
+    """A thermal hexagonal sheet of n x n training cells (120 n px a side), with a hole of radius ``hole`` Å
+    or a patch of radius ``nitrogen`` Å where every atom is N (N-N bonds: a chemistry no training cell had)."""
     atoms = S.supercell(S.hexagonal_sheet(), n, n)
+    L = atoms.cell.lengths()[:2]
+    d = atoms.positions[:, :2] - L * np.asarray(centre)
+    d -= L * np.round(d / L)
+    r = np.hypot(*d.T)
+    if nitrogen:
+        symbols = np.array(atoms.get_chemical_symbols())
+        symbols[r < nitrogen] = "N"
+        atoms.set_chemical_symbols(symbols.tolist())
     if hole:
-        L = atoms.cell.lengths()[:2]
-        d = atoms.positions[:, :2] - L * np.asarray(centre)
-        d -= L * np.round(d / L)
-        atoms = atoms[np.hypot(*d.T) > hole]
+        atoms = atoms[r > hole]
     return S.thermal_displacements(atoms, 300, np.random.default_rng(seed))
 
 
@@ -177,7 +183,7 @@ def cli(monkeypatch):
 
 
 def test_cli_out_of_domain_warns_and_strict_fails(tmp_path, cli, capsys):
-    ase.io.write(tmp_path / "holed.extxyz", sheet(3, hole=5.0))
+    ase.io.write(tmp_path / "patched.extxyz", sheet(3, nitrogen=6.0))
     ase.io.write(tmp_path / "ok.extxyz", sheet(2))
     args = ["evaluate", "--model", MODEL, "--json", "--workers", "0", "--chunk", "64"]
     assert cli([*args, str(tmp_path / "ok.extxyz")]) == 0
@@ -187,20 +193,20 @@ def test_cli_out_of_domain_warns_and_strict_fails(tmp_path, cli, capsys):
     assert ok["uncertainty"] > 0 and ok["uncertainty_per_atom"] == pytest.approx(ok["uncertainty"] / 240)
     assert "warning" not in err
 
-    assert cli([*args, str(tmp_path / "holed.extxyz"), "--out", str(tmp_path / "t.zarr"),
+    assert cli([*args, str(tmp_path / "patched.extxyz"), "--out", str(tmp_path / "t.zarr"),
                 "--png", str(tmp_path / "map.png")]) == 0
     out, err = capsys.readouterr()
     res = json.loads(out)
     assert res["out_of_domain"] is True and 0 < res["out_of_domain_fraction"] < 0.5
     ty, tx = res["out_of_domain_box"]["tiles_y"], res["out_of_domain_box"]["tiles_x"]
-    assert ty[0] < 22 < ty[1] and tx[0] < 22 < tx[1]  # around the hole at the centre of 45 x 45 tiles
+    assert ty[0] < 22 < ty[1] and tx[0] < 22 < tx[1]  # around the N patch at the centre of 45 x 45 tiles
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ednn-dask: warning: ") and "outside the domain" in lines[0]
     assert f"{100 * res['out_of_domain_fraction']:.3g} %" in lines[0] and "t.zarr" in lines[0]
     for png in ("map.png", "map-uncertainty.png"):
         assert (tmp_path / png).stat().st_size > 1000
 
-    assert cli([*args, str(tmp_path / "holed.extxyz"), "--strict", "--out", str(tmp_path / "s.zarr")]) == 2
+    assert cli([*args, str(tmp_path / "patched.extxyz"), "--strict", "--out", str(tmp_path / "s.zarr")]) == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1
     assert err.startswith("ednn-dask: error: ") and "outside the domain" in err and "--strict" in err

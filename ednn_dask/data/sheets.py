@@ -149,6 +149,44 @@ def _block(args: tuple) -> tuple[int, dict[str, np.ndarray]]:
     return k, out
 
 
+def _create(path: Path, kind: str, n: int, block: int, attrs: dict):
+    """A new, empty dataset group at ``path`` with its arrays and attributes; return the group."""
+    import zarr
+
+    from .. import __version__
+
+    sampler, schedule = attrs["sampler"], attrs.get("schedule", "uniform")
+    probe = _block((kind, attrs["seed"], 0, 1, sampler, schedule, 1))[1]["rasters"]
+    root = zarr.open_group(str(path), mode="w")
+    m = _MAX_ATOMS[kind]
+    c, ny, nx = probe.shape[1:]
+    root.create_array("rasters", shape=(n, c, ny, nx), chunks=(block, c, ny, nx), dtype="float32")
+    root.create_array("energies", shape=(n,), chunks=(n,), dtype="float64")
+    root.create_array("n_atoms", shape=(n,), chunks=(n,), dtype="int32")
+    root.create_array("numbers", shape=(n, m), chunks=(block, m), dtype="int8")
+    root.create_array("positions", shape=(n, m, 3), chunks=(block, m, 3), dtype="float32")
+    root.create_array("cells", shape=(n, 3), chunks=(n, 3), dtype="float64")
+    root.create_array("done", shape=(n // block,), chunks=(n // block,), dtype="bool", fill_value=False)
+    root.attrs.update(
+        {
+            **attrs,
+            "spacing": list(SHEET_SPACING),
+            "spacing_units": "Å",
+            "gamma": 0.2,
+            "species": list(SPECIES),
+            "channels": "species",
+            "reference": REFERENCE_NAME,
+            "units": "eV",
+            "temperature_range": list(_T_RANGE[kind] if sampler == "einstein" else
+                                      (LADDER[0], LADDER[-1]) if schedule == "ladder" else _MD_T_RANGE[kind]),
+            **({"classes": list(MD_CLASSES[kind])} if sampler == "md" else {}),
+            "lattice": dict(HONEYCOMB),
+            "ednn_dask_version": __version__,
+        }
+    )
+    return root
+
+
 def generate_dataset(
     path: str | os.PathLike,
     kind: str = "hexagonal",
@@ -176,8 +214,6 @@ def generate_dataset(
     """
     import zarr
 
-    from .. import __version__
-
     if kind not in KINDS:
         raise InputError(f"unknown dataset kind {kind!r}; choose from {', '.join(KINDS)}")
     if n < 1 or n % block:
@@ -198,34 +234,7 @@ def generate_dataset(
         if old != attrs:
             raise InputError(f"{path} holds a different dataset {old}; choose another --out")
     else:
-        probe = _block((kind, seed, 0, 1, sampler, schedule, 1))[1]["rasters"]
-        root = zarr.open_group(str(path), mode="w")
-        m = _MAX_ATOMS[kind]
-        c, ny, nx = probe.shape[1:]
-        root.create_array("rasters", shape=(n, c, ny, nx), chunks=(block, c, ny, nx), dtype="float32")
-        root.create_array("energies", shape=(n,), chunks=(n,), dtype="float64")
-        root.create_array("n_atoms", shape=(n,), chunks=(n,), dtype="int32")
-        root.create_array("numbers", shape=(n, m), chunks=(block, m), dtype="int8")
-        root.create_array("positions", shape=(n, m, 3), chunks=(block, m, 3), dtype="float32")
-        root.create_array("cells", shape=(n, 3), chunks=(n, 3), dtype="float64")
-        root.create_array("done", shape=(n // block,), chunks=(n // block,), dtype="bool", fill_value=False)
-        root.attrs.update(
-            {
-                **attrs,
-                "spacing": list(SHEET_SPACING),
-                "spacing_units": "Å",
-                "gamma": 0.2,
-                "species": list(SPECIES),
-                "channels": "species",
-                "reference": REFERENCE_NAME,
-                "units": "eV",
-                "temperature_range": list(_T_RANGE[kind] if sampler == "einstein" else
-                                          (LADDER[0], LADDER[-1]) if schedule == "ladder" else _MD_T_RANGE[kind]),
-                **({"classes": list(MD_CLASSES[kind])} if sampler == "md" else {}),
-                "lattice": dict(HONEYCOMB),
-                "ednn_dask_version": __version__,
-            }
-        )
+        root = _create(path, kind, n, block, attrs)
     done = root["done"][:]
     todo = [k for k in range(n // block) if not done[k]]
     bar = None

@@ -163,6 +163,32 @@ def bond_lengths(xy: np.ndarray, lengths_xy: Sequence[float], windows: int = 4, 
     return nearest, bond
 
 
+def _patch_bonds(xy, ids, centre, L, whole, half, reach, queries, shifts, zero):
+    """Nearest distances, bond lengths and bond angles of up to ``queries`` atoms inside one patch, or None."""
+    rel = np.asarray(xy[ids, :2], np.float64) - centre
+    rel -= L * np.round(rel / L)
+    keep = ((np.abs(rel) < half) | whole).all(1)
+    ids, rel = ids[keep], rel[keep]
+    interior = np.flatnonzero(((np.abs(rel) < half - reach) | whole).all(1))
+    q = interior[:: max(1, -(-interior.size // queries))]
+    if q.size == 0:
+        return None
+    cand = (rel[None, :, :] + shifts[:, None, :]).reshape(-1, 2)
+    self_ = zero * rel.shape[0] + q  # each query's own entry among the candidates
+    # only images within reach of the patch can be a query's neighbours
+    near = np.flatnonzero((np.abs(cand) < np.where(whole, L / 2, half) + reach).all(1))
+    dist = np.hypot(rel[q, :1] - cand[near, 0], rel[q, 1:] - cand[near, 1])  # (queries, candidates)
+    dist[np.arange(q.size), np.searchsorted(near, self_)] = np.inf  # the query itself
+    dist[dist > reach] = np.inf
+    k = min(3, dist.shape[1])
+    which = np.argpartition(dist, k - 1, axis=1)[:, :k]
+    three_unsorted = np.take_along_axis(dist, which, 1)
+    three = np.sort(three_unsorted, axis=1)
+    ok = three_unsorted <= BOND_CUTOFF
+    vec = cand[near][which] - rel[q][:, None, :]  # (queries, 3, 2) bond vectors
+    return three[:, 0], three[three <= BOND_CUTOFF], np.arctan2(vec[..., 1], vec[..., 0])[ok]
+
+
 def bond_geometry(xy: np.ndarray, lengths_xy: Sequence[float], windows: int = 4, half: float = 15.0,
                   reach: float = 3.0, queries: int = 64,
                   strips: _Strips | None = None) -> tuple[float, float, float]:
@@ -209,30 +235,10 @@ def bond_geometry(xy: np.ndarray, lengths_xy: Sequence[float], windows: int = 4,
         else:  # the strips the patch covers
             first = int(np.floor((centre[1] - half) / strips.height))
             ids = strips.atoms(*np.unique(np.arange(first, first + int(2 * half / strips.height) + 2) % strips.n))
-        rel = np.asarray(xy[ids, :2], np.float64) - centre
-        rel -= L * np.round(rel / L)
-        keep = ((np.abs(rel) < half) | whole).all(1)
-        ids, rel = ids[keep], rel[keep]
-        interior = np.flatnonzero(((np.abs(rel) < half - reach) | whole).all(1))
-        q = interior[:: max(1, -(-interior.size // queries))]
-        if q.size == 0:
-            continue
-        cand = (rel[None, :, :] + shifts[:, None, :]).reshape(-1, 2)
-        self_ = zero * rel.shape[0] + q  # each query's own entry among the candidates
-        # only images within reach of the patch can be a query's neighbours
-        near = np.flatnonzero((np.abs(cand) < np.where(whole, L / 2, half) + reach).all(1))
-        dist = np.hypot(rel[q, :1] - cand[near, 0], rel[q, 1:] - cand[near, 1])  # (queries, candidates)
-        dist[np.arange(q.size), np.searchsorted(near, self_)] = np.inf  # the query itself
-        dist[dist > reach] = np.inf
-        k = min(3, dist.shape[1])
-        which = np.argpartition(dist, k - 1, axis=1)[:, :k]
-        three_unsorted = np.take_along_axis(dist, which, 1)
-        three = np.sort(three_unsorted, axis=1)
-        nearest.append(three[:, 0])
-        bonds.append(three[three <= BOND_CUTOFF])
-        ok = three_unsorted <= BOND_CUTOFF
-        vec = cand[near][which] - rel[q][:, None, :]  # (queries, 3, 2) bond vectors
-        angles.append(np.arctan2(vec[..., 1], vec[..., 0])[ok])
+        found = _patch_bonds(xy, ids, centre, L, whole, half, reach, queries, shifts, zero)
+        if found is not None:
+            for acc, part in zip((nearest, bonds, angles), found):
+                acc.append(part)
     if not nearest:
         return float("inf"), float("nan"), float("nan")
     near = float(np.median(np.concatenate(nearest)))
