@@ -273,8 +273,7 @@ def _train(model, fields, energies, config, checkpoint, resume, n_sites, augment
         if checkpoint is not None:
             _save_checkpoint(checkpoint, model, opt, sched, epoch, history, config)
     if config.refit_readout and start <= config.epochs:
-        refit_readout(model, fields, energies, index=tr)
-        row = {"epoch": config.epochs, "loss": None, "lr": 0.0, "refit": 1.0}
+        row = {"epoch": config.epochs, "loss": None, "lr": 0.0, "refit": float(_refit(model, fields, energies, tr, va))}
         if va.size:
             p = predict_batched(model, fields[va])
             m = error_metrics(p, energies[va], None if sites is None else sites[va])
@@ -283,6 +282,25 @@ def _train(model, fields, energies, config, checkpoint, resume, n_sites, augment
     model.eval()
     model.to("cpu")
     return history
+
+
+def _refit(model: EDNN, fields, energies, tr: np.ndarray, va: np.ndarray) -> bool:
+    """:func:`refit_readout` on the training split, kept only where it helps: with fewer training fields
+    than twice the readout's unknowns it is not done (least squares would interpolate them), and a refit
+    that is worse on the validation fields is undone. Returns whether the refit was kept."""
+    net, layer = model.tile_net, _readout_layer(model)
+    if tr.size < 2 * (layer.in_features + 1 + (0 if net.baseline is None else net.focus_weights.numel())):
+        return False
+    params = [layer.weight, layer.bias] + ([] if net.baseline is None else [net.focus_weights])
+    saved = [t.detach().clone() for t in params]
+    before = np.abs(predict_batched(model, fields[va]) - energies[va]).mean() if va.size else np.inf
+    refit_readout(model, fields, energies, index=tr)
+    if va.size and np.abs(predict_batched(model, fields[va]) - energies[va]).mean() > before:
+        with torch.no_grad():
+            for t, old in zip(params, saved):
+                t.copy_(old)
+        return False
+    return True
 
 
 def _readout_layer(model: EDNN) -> torch.nn.Linear:
