@@ -166,3 +166,14 @@ def test_sheet_demo_runs_dask_and_checks_reference():
     n_atoms = int(lines[0].split("nm,")[1].split("atoms")[0].replace(",", ""))
     assert err == pytest.approx((e_ednn - e_ref) / n_atoms * 1e3, abs=0.05)
     assert abs(err) < 200  # out-of-domain for the hexagonal model (holes), but the right energy scale
+
+
+def test_output_cut_short_by_the_reader_stops_quietly(tmp_path):
+    """``ednn-dask predict ... | head -1``: no traceback, the Unix status of a broken pipe."""
+    np.save(tmp_path / "s.npy", np.ones((20000, 4, 4)))
+    proc = subprocess.Popen([*CLI, "predict", "ising", str(tmp_path / "s.npy")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141 and "Traceback" not in err and "BrokenPipe" not in err
