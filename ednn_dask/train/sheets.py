@@ -18,7 +18,8 @@ from ..raster import StructureError, raster_from_atoms
 from ..reference import REFERENCE_NAME, tersoff_energy
 from ..systems import sheets as S
 from .metrics import error_metrics
-from .trainer import TrainConfig, predict_batched, train
+from ..tiles import n_tiles
+from .trainer import TrainConfig, predict_batched, split_indices, train
 
 __all__ = [
     "SHEET_LAYERS",
@@ -289,12 +290,16 @@ def train_sheets(
     augment, symmetries = symmetries_for(attrs, symmetries)
     model = build_sheet_model(focus, context, channels=len(attrs["species"]), seed=config.seed, activation=activation,
                               widths=widths, dense=dense)
+    fields = torch.from_numpy(data["rasters"])
     if init_from is not None:
         _init_from(model, init_from, list(attrs["species"]), focus, context)
+        if not resume:
+            recentre_baseline(model, fields, data["energies"],
+                              split_indices(len(data["energies"]), config.val_fraction, config.seed)[0])
     t0 = time.perf_counter()
     history = train(
         model,
-        torch.from_numpy(data["rasters"]),
+        fields,
         data["energies"],
         config,
         checkpoint,
@@ -304,6 +309,33 @@ def train_sheets(
         fit_scaling=init_from is None,
     )
     return model, history, {"seconds_train": time.perf_counter() - t0, "attrs": attrs, "symmetries": symmetries}
+
+
+@torch.no_grad()
+def recentre_baseline(model: EDNN, fields: torch.Tensor, energies: np.ndarray, index: np.ndarray) -> None:
+    """Shift a fine-tuned model's linear baseline (per-species weights, per-tile offset) by the least-squares
+    fit of its residuals on the fields ``index``, before any gradient step.
+
+    Labels with other per-atom reference energies than the source model's (a DFT code's total energies) then
+    start matched up to what the network itself must learn; the change is exact and linear (the baseline
+    adds the channel sums times its weights and the tile count times the offset) and never raises the
+    training error.
+    """
+    net = model.tile_net
+    if net.baseline is None or len(index) < 2:
+        return
+    pred = np.concatenate([predict_batched(model, fields[torch.from_numpy(index[i:i + 256])])
+                           for i in range(0, len(index), 256)])
+    sums = np.concatenate([fields[torch.from_numpy(index[i:i + 256])].double().sum((2, 3)).numpy()
+                           for i in range(0, len(index), 256)])
+    A = np.column_stack([sums, np.full(len(index), float(n_tiles(fields.shape[2:], model.focus)))])
+    # columns equilibrated, directions the fields do not determine (atom count and tile count move together
+    # in cells of one size) dropped: a truncated least-squares solution
+    norm = np.abs(A).max(0).clip(1e-300)
+    coef, *_ = np.linalg.lstsq(A / norm, np.asarray(energies, np.float64)[index] - pred, rcond=1e-3)
+    coef = coef / norm
+    net.focus_weights += torch.from_numpy(coef[:-1]).to(net.focus_weights.dtype)
+    net.offset += float(coef[-1])
 
 
 def _init_from(model: EDNN, source: str, species: list[str], focus: int, context: int) -> None:
