@@ -19,7 +19,7 @@ from ..reference import REFERENCE_NAME, tersoff_energy
 from ..systems import sheets as S
 from .metrics import error_metrics
 from ..tiles import n_tiles
-from .trainer import TrainConfig, predict_batched, split_indices, train
+from .trainer import TrainConfig, _channel_sums, predict_batched, split_indices, train
 
 __all__ = [
     "SHEET_LAYERS",
@@ -326,8 +326,7 @@ def recentre_baseline(model: EDNN, fields: torch.Tensor, energies: np.ndarray, i
         return
     pred = np.concatenate([predict_batched(model, fields[torch.from_numpy(index[i:i + 256])])
                            for i in range(0, len(index), 256)])
-    sums = np.concatenate([fields[torch.from_numpy(index[i:i + 256])].double().sum((2, 3)).numpy()
-                           for i in range(0, len(index), 256)])
+    sums = _channel_sums(fields, index).numpy()
     A = np.column_stack([sums, np.full(len(index), float(n_tiles(fields.shape[2:], model.focus)))])
     # columns equilibrated, directions the fields do not determine (atom count and tile count move together
     # in cells of one size) dropped: a truncated least-squares solution
