@@ -80,9 +80,8 @@ def build(cls: str, rng: np.random.Generator) -> Atoms:
     if cls == "holes":
         atoms = _base(rng, 2, 2)
         L = atoms.cell.lengths()[:2]
-        delta = atoms.positions[:, :2] - rng.uniform(0, 1, 2) * L
-        delta -= L * np.round(delta / L)
-        return S._prune_dangling(atoms[np.hypot(delta[:, 0], delta[:, 1]) > rng.uniform(2.0, 4.0)])
+        centre = rng.uniform(0, 1, 2) * L
+        return S._prune_dangling(atoms[S.outside_disc(atoms.positions, L, centre, rng.uniform(2.0, 4.0))])
     if cls == "supercell":
         return _base(rng, 3, 3)
     if cls == "porous":

@@ -20,6 +20,7 @@ __all__ = [
     "heterostructure_stripes",
     "random_hexagonal",
     "porous_graphene",
+    "outside_disc",
     "thermal_displacements",
     "EINSTEIN_K",
     "K_B",
@@ -180,12 +181,17 @@ def porous_graphene(
     keep = np.ones(len(atoms), bool)
     for _ in range(int(rng.integers(n_holes[0], n_holes[1] + 1))):
         centre = rng.uniform(0, 1, 2) * L
-        r = rng.uniform(*radius)
-        delta = atoms.positions[:, :2] - centre
-        delta -= L * np.round(delta / L)
-        keep &= np.hypot(delta[:, 0], delta[:, 1]) > r
+        keep &= outside_disc(atoms.positions, L, centre, rng.uniform(*radius))
     atoms = atoms[keep]
     return _prune_dangling(atoms)
+
+
+def outside_disc(positions: np.ndarray, lengths_xy, centre, radius: float) -> np.ndarray:
+    """Mask of the atoms farther than ``radius`` Å from ``centre`` (x, y), with periodic images."""
+    L = np.asarray(lengths_xy, dtype=np.float64)[:2]
+    delta = np.asarray(positions)[:, :2] - np.asarray(centre)
+    delta -= L * np.round(delta / L)
+    return np.hypot(delta[:, 0], delta[:, 1]) > radius
 
 
 def _prune_dangling(atoms: Atoms, bond: float = 1.7) -> Atoms:
