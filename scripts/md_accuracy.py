@@ -4,7 +4,9 @@ Test frames come from :mod:`ednn_dask.systems.md` (Langevin with the reference p
 edges, random translations and mirrors) with their own seed (2024; the training sets use 1, 2, 11, 12) and
 the ladder of temperatures 300/700/1000/1500 K. Each frame goes through ``predict_frames`` as a user's
 structure does (checks, registration, domain); a frame the model refuses is counted with the reason.
-Errors are model − reference per atom, in meV/atom::
+Energy errors are model − reference per atom, in meV/atom; force errors (:func:`ednn_dask.forces.energy_and_forces`,
+float32, against the reference's forces) the mean absolute error of the in-plane components, in eV/Å, beside
+the mean absolute reference component (``--markdown JSON --forces`` prints that table)::
 
     python scripts/md_accuracy.py --model hexagonal-sheet --out docs/md_accuracy_hexagonal.json   # ~3 min
     python scripts/md_accuracy.py --model porous-graphene --out docs/md_accuracy_porous.json
@@ -19,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ednn_dask.forces import energy_and_forces
 from ednn_dask.models import get_model
 from ednn_dask.predict import predict_frames
-from ednn_dask.reference import REFERENCE_NAME, tersoff_energy
+from ednn_dask.reference import REFERENCE_NAME, tersoff_calculator, tersoff_energy
 from ednn_dask.systems import md
 from ednn_dask.systems import sheets as S
 
@@ -61,7 +64,7 @@ def measure(model_name: str, rows, seed: int = 2024) -> dict:
     for label, cls, temps, runs, per_run, strain, a in rows:
         for T in temps:
             frames = frames_for(cls, T, runs, per_run, strain, a, rng)
-            err, flagged, refused = [], [], []
+            err, flagged, refused, dF, F = [], [], [], [], []
             for f in frames:
                 try:
                     with warnings.catch_warnings():
@@ -71,6 +74,10 @@ def measure(model_name: str, rows, seed: int = 2024) -> dict:
                     refused.append(str(exc).split(": ", 1)[-1][:160])
                     continue
                 err.append((float(p.energies[0]) - tersoff_energy(f)) / len(f) * 1e3)
+                ref = f.copy()
+                ref.calc = tersoff_calculator()
+                F.append(ref.get_forces()[:, :2])
+                dF.append(energy_and_forces(model, f).forces[:, :2] - F[-1])
                 flagged.append(bool(p.out_of_domain[0]) if p.out_of_domain is not None else False)
             err, flagged = np.abs(np.array(err)), np.array(flagged, bool)
             inside = err[~flagged] if err.size else err
@@ -80,18 +87,22 @@ def measure(model_name: str, rows, seed: int = 2024) -> dict:
                 "mae": float(err.mean()) if err.size else None, "max": float(err.max()) if err.size else None,
                 "mae_in_domain": float(inside.mean()) if inside.size else None,
                 "max_in_domain": float(inside.max()) if inside.size else None,
+                "force_mae": float(np.abs(np.concatenate(dF)).mean()) if dF else None,
+                "force_reference_mean": float(np.abs(np.concatenate(F)).mean()) if F else None,
             })
             r = table[-1]
             print(f"{label:24s} {T:6.0f} K  n={r['n']:3d} accepted={r['accepted']:3d} flagged={r['flagged']:3d}  "
                   f"MAE {r['mae'] if r['mae'] is not None else float('nan'):8.2f}  in-domain MAE "
-                  f"{r['mae_in_domain'] if r['mae_in_domain'] is not None else float('nan'):8.2f}"
+                  f"{r['mae_in_domain'] if r['mae_in_domain'] is not None else float('nan'):8.2f}  force MAE "
+                  f"{r['force_mae'] if r['force_mae'] is not None else float('nan'):.3f} eV/A"
                   + (f"  refused: {r['refusal'][:70]}" if r["refused"] else ""), flush=True)
     return {"model": model_name, "reference": REFERENCE_NAME, "seed": seed, "units": "meV/atom",
             "rows": table}
 
 
-def markdown(report: dict) -> str:
-    """One row per class: MAE (meV/atom) per temperature, with the flagged and refused counts."""
+def markdown(report: dict, forces: bool = False) -> str:
+    """One row per class: MAE (meV/atom) per temperature, with the flagged and refused counts; or, with
+    ``forces``, the force MAE (eV/Å) / mean absolute reference force component."""
     temps = sorted({r["temperature_K"] for r in report["rows"]})
     classes = list(dict.fromkeys(r["class"] for r in report["rows"]))
     head = "| class | " + " | ".join(f"{t:.0f} K" for t in temps) + " |"
@@ -104,6 +115,8 @@ def markdown(report: dict) -> str:
                 cells.append("")
             elif not r["accepted"]:
                 cells.append(f"refused {r['refused']}/{r['n']}")
+            elif forces:
+                cells.append(f"{r['force_mae']:.2f} / {r['force_reference_mean']:.2f}")
             else:
                 cells.append(f"{r['mae']:.2f}" + (f" (flagged {r['flagged']}/{r['n']})" if r["flagged"] else ""))
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
@@ -117,9 +130,10 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--out")
     ap.add_argument("--markdown", metavar="JSON", help="print the table of a saved report and exit")
+    ap.add_argument("--forces", action="store_true", help="with --markdown: the force table")
     args = ap.parse_args(argv)
     if args.markdown:
-        print(markdown(json.loads(Path(args.markdown).read_text())))
+        print(markdown(json.loads(Path(args.markdown).read_text()), args.forces))
         return
     which = args.set or ("porous" if "porous" in args.model else "hexagonal")
     t0 = time.perf_counter()

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from ednn_dask.cli import main
-from ednn_dask.domain import DomainSpec, assess, environments, site_offsets, tile_flags
+from ednn_dask.domain import (DomainSpec, assess, bond_deviations, bond_temperature, environments, site_offsets,
+                              tile_flags)
 from ednn_dask.models import get_model
 from ednn_dask.nn.domain import fit_feature_domain
 from ednn_dask.predict import predict_frames
@@ -43,6 +44,29 @@ def test_site_offsets_and_environments_of_a_sheet():
     assert environments(hbn.positions, hbn.numbers, L) == {"B:NNN": 30, "N:BBB": 30}
     vac = S.add_vacancies(g, 1, np.random.default_rng(0))
     assert environments(vac.positions, vac.numbers, L) == {"C:CCC": 56, "C:CC": 3}
+
+
+def test_bond_temperature_reads_heat_not_strain_or_collective_motion():
+    from ednn_dask.systems import md
+
+    g = S.supercell(S.hexagonal_sheet(), 3, 3)
+    L = g.cell.lengths()[:2]
+    assert bond_temperature(g.positions, g.numbers, L) < 1e-6  # the perfect lattice
+    stretched = g.positions * (1.03, 1.0, 1.0)  # 3 % along x: each bond direction its own length
+    assert bond_temperature(stretched, g.numbers, L * (1.03, 1.0)) < 1e-6
+    wave = g.positions.copy()  # a long wave moves atoms 0.3 Å off their sites (70 000 K as site offsets)
+    wave[:, 1] += 0.3 * np.sin(2 * np.pi * wave[:, 0] / L[0])
+    assert bond_temperature(wave, g.numbers, L) < 300.0
+    rng = np.random.default_rng(3)
+    hot = S.thermal_displacements(g, 3000.0, rng)
+    assert 1800.0 < bond_temperature(hot.positions, hot.numbers, L) < 3500.0  # independent displacements
+    frames = md.sample("graphene", rng, 1000.0, steps=150, snapshots=4, every=50)
+    reads = [bond_temperature(f.positions, f.numbers, f.cell.lengths()[:2]) for f in frames]
+    assert 600.0 < np.median(reads) < 1400.0
+    ribbon = md.build("ribbon-zigzag", rng)  # edge bonds are their own kind: a relaxed ribbon reads cold
+    ribbon = md.relax(ribbon)
+    dev = bond_deviations(ribbon.positions, ribbon.numbers, ribbon.cell.lengths()[:2])
+    assert np.sqrt(np.mean(dev**2)) < 0.01
 
 
 def _strained(nx: int = 11, ny: int = 3):
@@ -78,12 +102,14 @@ def test_training_like_cells_are_in_the_domain_with_calibrated_uncertainty(sheet
 def test_strain_species_mixtures_and_holes_are_flagged(sheet_model):
     rng = np.random.default_rng(1)
     mix = S.substitute(S.supercell(S.hexagonal_sheet(), 2, 2), 0.3, rng)
-    res = predict_frames(sheet_model, [_strained(), mix])
-    assert res.out_of_domain.tolist() == [True, True]
+    hot = S.thermal_displacements(S.supercell(S.hexagonal_sheet(), 3, 3), 3000.0, rng)  # twice training's heat
+    res = predict_frames(sheet_model, [_strained(), mix, hot])
+    assert res.out_of_domain.tolist() == [True, True, True]
     assert "displaced from the lattice sites" in " ".join(res.reasons[0])
     assert "atomic environments" in " ".join(res.reasons[1])
+    assert "bonds stretch and compress as at" in " ".join(res.reasons[2])
     line = res.domain_warning
-    assert "2 of 2 structures are outside the domain" in line and "\n" not in line
+    assert "3 of 3 structures are outside the domain" in line and "\n" not in line
 
 
 def test_predict_cli_warns_or_fails_with_strict(tmp_path, sheet_model, capsys):

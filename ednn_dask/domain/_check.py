@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._atoms import environments, site_offsets
+from ._atoms import bond_temperature, environments, site_offsets
 
 __all__ = ["DomainSpec", "Verdict", "assess", "atom_scores", "tile_flags", "tile_sigma", "KB_EV"]
 
@@ -36,6 +36,9 @@ class DomainSpec:
     stiffness: Mapping[str, float] = field(default_factory=dict)
     environments: frozenset[str] = frozenset()
     lattice: Mapping | None = None
+    bond_temperature_max: float | None = None
+    sigma_thermal: float = 0.0
+    temperature_floor: float = 0.0
 
     @classmethod
     def from_card(cls, card) -> DomainSpec | None:
@@ -44,11 +47,13 @@ class DomainSpec:
         if d is None:
             return None
         f, atoms = d["features"], d.get("atoms") or {}
+        thermal = d.get("uncertainty", {}).get("thermal") or {}
         return cls(float(f["mean_d2_max"]), float(f["top_d2_max"]), float(f["tile_d2_max"]),
                    float(f.get("top_fraction", 0.1)), int(f.get("window_tiles", 15)),
                    float(d.get("uncertainty", {}).get("sigma_per_sqrt_d2", 0.0)),
                    atoms.get("temperature_max"), atoms.get("offset_max"), dict(atoms.get("stiffness", {})),
-                   frozenset(atoms.get("environments", ())), card.lattice)
+                   frozenset(atoms.get("environments", ())), card.lattice, atoms.get("bond_temperature_max"),
+                   float(thermal.get("sigma_per_sqrt_d2_kilokelvin", 0.0)), float(thermal.get("temperature_floor", 0.0)))
 
 
 @dataclass
@@ -61,9 +66,12 @@ class Verdict:
     reasons : list of str
         Why, in words (empty when in the domain).
     sigma : float
-        Uncertainty of the total (model units): ``sigma_per_sqrt_d2 * sqrt(sum d2)``,
-        calibrated on held-out training-like cells; out of the domain it is
-        a lower bound at best.
+        Uncertainty of the total (model units), calibrated on held-out
+        training-like cells: ``sigma_thermal * sqrt(sum d2 * T / 1000 K)``
+        with ``T`` the bond temperature (at least ``temperature_floor``) where
+        the atoms are known and the model has that calibration, else
+        ``sigma_per_sqrt_d2 * sqrt(sum d2)``; out of the domain it is a lower
+        bound at best.
     scores : dict
         The measured values behind the verdict.
     """
@@ -81,8 +89,8 @@ def _feature_scores(spec: DomainSpec, d2: np.ndarray) -> dict:
 
 
 def atom_scores(spec: DomainSpec, xy: np.ndarray, numbers: np.ndarray, lengths_xy: Sequence[float]) -> dict:
-    """Temperature of the displacements from the lattice sites, the largest displacement, the atomic
-    environments (counts) and those the training cells never had.
+    """Temperature of the displacements from the lattice sites, the largest displacement, the temperature
+    of the bond-length fluctuations, the atomic environments (counts) and those the training cells never had.
 
     ``xy`` are the atoms as the user gave them: they are registered onto the
     model's lattice here, as the rasterizer does.
@@ -104,6 +112,7 @@ def atom_scores(spec: DomainSpec, xy: np.ndarray, numbers: np.ndarray, lengths_x
         e = (k * d2)[np.isfinite(k)] / (2 * KB_EV)
         out["temperature"] = float(np.median(e) / np.log(2.0)) if e.size else 0.0
         out["max_offset"] = float(np.sqrt(d2.max())) if d2.size else 0.0
+    out["bond_temperature"] = bond_temperature(xy, numbers, lengths_xy)
     out["environments"] = environments(xy, numbers, lengths_xy)
     if spec.environments:
         out["unseen_environments"] = sorted(set(out["environments"]) - spec.environments)
@@ -133,11 +142,20 @@ def assess(spec: DomainSpec, d2: np.ndarray, xy: np.ndarray | None = None, numbe
                            f"{spec.temperature_max:.0f} K): strained or hotter than the training cells")
         elif off is not None and spec.offset_max is not None and off > spec.offset_max:
             reasons.append(f"an atom sits {off:.2f} Å from its lattice site (training up to {spec.offset_max:.2f} Å)")
+        tb = scores.get("bond_temperature")
+        if tb is not None and spec.bond_temperature_max is not None and tb > spec.bond_temperature_max:
+            reasons.append(f"its bonds stretch and compress as at {tb:.0f} K (training up to "
+                           f"{spec.bond_temperature_max:.0f} K): hotter or more disordered than the training cells")
         if scores.get("unseen_environments"):
             envs = scores["unseen_environments"]
             reasons.append(f"it has atomic environments the training cells never had ({', '.join(envs[:4])}"
                            f"{', ...' if len(envs) > 4 else ''}; X:YZ is an X atom bonded to Y and Z)")
-    sigma = spec.sigma_per_sqrt_d2 * float(np.sqrt(np.asarray(d2, dtype=np.float64).sum()))
+    total = float(np.asarray(d2, dtype=np.float64).sum())
+    if spec.sigma_thermal and "bond_temperature" in scores:
+        T = max(scores["bond_temperature"], spec.temperature_floor)
+        sigma = spec.sigma_thermal * float(np.sqrt(total * T / 1000.0))
+    else:
+        sigma = spec.sigma_per_sqrt_d2 * float(np.sqrt(total))
     return Verdict(bool(reasons), reasons, sigma, scores)
 
 

@@ -15,7 +15,8 @@ from ._check import DomainSpec, assess, atom_scores
 __all__ = ["fit_domain", "METHOD"]
 
 METHOD = ("per-tile Mahalanobis distance d2 of the readout's input features from the training tiles'; "
-          "displacement of the atoms from the lattice sites (as a temperature) and atomic environments")
+          "displacement of the atoms from the lattice sites (as a temperature), bond-length fluctuations "
+          "(as a temperature) and atomic environments")
 #: most training tiles whose features are collected (about 300 MB of float32 for 128 features)
 MAX_TILES = 600_000
 #: quantile of the training cells' scores that bounds the domain
@@ -73,7 +74,8 @@ def fit_domain(net: TileNet, focus: int, context: int, train: Mapping[str, np.nd
         (mean feature distances, displacement temperature) are the 99.5th
         percentile of the training cells'; those of extremes (one tile's
         feature distance, one atom's offset from its site) the largest
-        training value; the atomic environments seen; and the uncertainty
+        training value; the atomic environments seen (and the 99.5th percentile of the training
+        cells' bond temperature); and the uncertainty
         scale with its held-out calibration.
     """
     net.eval()
@@ -94,7 +96,8 @@ def fit_domain(net: TileNet, focus: int, context: int, train: Mapping[str, np.nd
     if lattice is not None:
         spec_atoms = DomainSpec(np.inf, np.inf, np.inf, stiffness=dict(stiffness or {}), lattice=lattice)
         rows = [atom_scores(spec_atoms, xy, z, L) for xy, z, L in _cells(train)]
-        atoms = {"environments": sorted(set().union(*(r["environments"] for r in rows)))}
+        atoms = {"environments": sorted(set().union(*(r["environments"] for r in rows))),
+                 "bond_temperature_max": float(np.quantile([r["bond_temperature"] for r in rows], QUANTILE))}
         if stiffness:
             atoms.update(stiffness=dict(stiffness),
                          temperature_max=float(np.quantile([r["temperature"] for r in rows], QUANTILE)),
@@ -107,7 +110,16 @@ def fit_domain(net: TileNet, focus: int, context: int, train: Mapping[str, np.nd
 
 def _calibrate(net: TileNet, focus: int, context: int, held: Mapping[str, np.ndarray], meta: dict,
                lattice: Mapping | None) -> dict[str, Any]:
-    """``sigma = s sqrt(sum d2)``, with ``s`` such that held-out in-domain errors have unit RMS z-score."""
+    """The uncertainty scales, fitted so that held-out in-domain errors have unit RMS z-score.
+
+    ``sigma = s sqrt(sum d2)`` for rasters; where the atoms are known,
+    ``sigma = s_T sqrt(sum d2 T / 1000 K)`` with ``T`` the bond temperature:
+    the errors of MD cells grow with their temperature (the RMS z-score of
+    the first form runs from 0.5 at 300 K to 1.7 at 2000 K on the bundled
+    model's held-out cells), and this form is the maximum-likelihood one of
+    ``sum d2 (T + T0)`` over ``T0 >= 0`` on them (``T0 = 0``). The calibration
+    figures are those of the form ``predict`` uses.
+    """
     from ..models.card import ModelCard
 
     rasters = np.asarray(held["rasters"], dtype=np.float32)
@@ -117,15 +129,27 @@ def _calibrate(net: TileNet, focus: int, context: int, held: Mapping[str, np.nda
     card = ModelCard({"domain": meta, "program": {"kind": "field", "outputs": ["contribution", "feature_distance2"]},
                       "input": {"lattice": dict(lattice)} if lattice is not None else {}})
     spec = DomainSpec.from_card(card)
-    flagged = np.array([assess(spec, m, xy, z, L).out_of_domain for m, (xy, z, L) in zip(d2, _cells(held))])
+    verdicts = [assess(spec, m, xy, z, L) for m, (xy, z, L) in zip(d2, _cells(held))]
+    flagged = np.array([v.out_of_domain for v in verdicts])
     ok = ~flagged
-    s = float(np.sqrt(np.mean(err[ok] ** 2 / d2[ok].sum(1)))) if ok.any() else 0.0
-    sigma = s * np.sqrt(d2.sum(1))
+    total = d2.sum(1)
+    s = float(np.sqrt(np.mean(err[ok] ** 2 / total[ok]))) if ok.any() else 0.0
+    out: dict[str, Any] = {"sigma_per_sqrt_d2": s}
+    sigma = s * np.sqrt(total)
+    T = np.array([v.scores.get("bond_temperature", np.nan) for v in verdicts])
+    if ok.any() and np.isfinite(T[ok]).all():
+        floor = float(np.quantile(T[ok], 0.01))
+        var = total * np.maximum(T, floor) / 1000.0
+        s_T = float(np.sqrt(np.mean(err[ok] ** 2 / var[ok])))
+        out["thermal"] = {"sigma_per_sqrt_d2_kilokelvin": s_T, "temperature_floor": floor}
+        sigma = s_T * np.sqrt(var)
     z = np.abs(err[ok]) / sigma[ok]
     per_atom = np.abs(err) / np.asarray(held["n_atoms"]) * 1e3
-    return {"sigma_per_sqrt_d2": s, "calibration": {
+    out["calibration"] = {
         "held_out": int(len(err)), "flagged": int(flagged.sum()),
         "flagged_below_1_mev_per_atom": float(np.mean(flagged[per_atom < 1])) if (per_atom < 1).any() else 0.0,
         "within_1_sigma": float(np.mean(z <= 1)), "within_2_sigma": float(np.mean(z <= 2)),
+        "within_3_sigma": float(np.mean(z <= 3)),
         "median_sigma_mev_per_atom": float(np.median(sigma / np.asarray(held["n_atoms"]) * 1e3)),
-    }}
+    }
+    return out

@@ -25,7 +25,7 @@ from ._atoms import AtomsArrays, check_sheet_atoms, grid_for_atoms, raster_from_
 from ._binning import BinnedAtoms, raster_chunk
 from ._channels import CHANNEL_MODES, channel_numbers
 from ._checks import SheetWarning, StructureError, check_sheet, check_species
-from ._gaussian import CUTOFF_SIGMAS, GAMMA, RasterGrid, rasterize
+from ._gaussian import CUTOFF_SIGMAS, GAMMA, RasterGrid, rasterize, rasterize_adjoint
 from ._register import HONEYCOMB, Registration, register_honeycomb
 from ._store import RASTER_KIND, rasterize_to_zarr
 
@@ -49,6 +49,7 @@ __all__ = [
     "raster_chunk",
     "raster_from_atoms",
     "rasterize",
+    "rasterize_adjoint",
     "rasterize_to_zarr",
     "register_honeycomb",
 ]

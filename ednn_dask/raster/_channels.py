@@ -33,13 +33,14 @@ def channel_numbers(species: Sequence[str], channels: str) -> list[int] | None:
 
 
 def draw_channels(xy: np.ndarray, numbers: np.ndarray, grid: RasterGrid, species_z: Sequence[int] | None,
-                  gamma: float, region: tuple[int, int, int, int] | None = None) -> np.ndarray:
-    """``(C, rows, cols)`` float32: a channel per atomic number in ``species_z``, or one Z channel when None.
+                  gamma: float, region: tuple[int, int, int, int] | None = None, dtype=np.float32) -> np.ndarray:
+    """``(C, rows, cols)`` (float32 by default): a channel per atomic number in ``species_z``, or one Z channel when None.
 
     ``region`` is a window of the grid as in :func:`~ednn_dask.raster._gaussian.rasterize` (default: all
     of it). Each channel's atoms keep their order in ``xy``, which fixes the order of every pixel's sum.
     """
     z = np.asarray(numbers).astype(np.float64)
     if species_z is None:
-        return rasterize(xy, z, grid, region=region, gamma=gamma)[None]
-    return np.stack([rasterize(xy[z == s], z[z == s], grid, region=region, gamma=gamma) for s in species_z])
+        return rasterize(xy, z, grid, region=region, gamma=gamma, dtype=dtype)[None]
+    return np.stack([rasterize(xy[z == s], z[z == s], grid, region=region, gamma=gamma, dtype=dtype)
+                     for s in species_z])

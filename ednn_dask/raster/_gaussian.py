@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RasterGrid", "rasterize", "GAMMA", "CUTOFF_SIGMAS"]
+__all__ = ["RasterGrid", "rasterize", "rasterize_adjoint", "GAMMA", "CUTOFF_SIGMAS"]
 
 #: Gaussian width γ in Å (paper: 0.2 Å).
 GAMMA = 0.2
@@ -150,6 +150,56 @@ def rasterize(
     return _accumulate(ax, ay, aw, (r0, c0), out_shape, (hy, hx), cutoff, 1.0 / (2.0 * gamma * gamma), dtype)
 
 
+def _stencil(a: np.ndarray, h: float, cutoff: float, inv: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each coordinate's 1-D stencil: global index of its first pixel, offsets ``d`` (Å) of its pixels, values.
+
+    The values are ``exp(-d² inv)`` on the pixels within ``cutoff`` of ``a``, 0 on the rest
+    of the ``floor(2 cutoff / h) + 2`` pixels; from global pixel indices, so the
+    same for every window.
+    """
+    k = int(math.floor(2 * cutoff / h)) + 2
+    first = np.ceil((a - cutoff) / h).astype(np.int64)
+    d = (first[:, None] + np.arange(k)) * h - a[:, None]
+    return first, d, np.where(np.abs(d) <= cutoff, np.exp(-d * d * inv), 0.0)
+
+
+def rasterize_adjoint(positions: np.ndarray, weights: np.ndarray, grid: RasterGrid, image_grad: np.ndarray,
+                      gamma: float = GAMMA, cutoff: float | None = None) -> np.ndarray:
+    """``(N, 2)`` float64: the gradient of ``Σ_p image_grad[p] V[p]`` with respect to each atom's ``(x, y)``.
+
+    ``V`` is the image :func:`rasterize` draws of these atoms on the whole
+    periodic ``grid``, with the same truncated stencils; ``image_grad`` is a
+    ``(ny, nx)`` array, e.g. ``∂E/∂V`` of a network's energy, so the result is
+    ``∂E/∂r`` by the chain rule. Atom ``a`` contributes ``w_a g_y,a ⊗ g_x,a``
+    to ``V``, so its gradient is ``w_a (g_y,aᵀ G g'_x,a, g'_y,aᵀ G g_x,a)``
+    with ``g' = 2 inv d g`` the derivative of the stencil with respect to
+    the atom's coordinate (``d`` = pixel − atom), gathered from ``G`` with
+    periodic wrap.
+    """
+    cutoff = CUTOFF_SIGMAS * gamma if cutoff is None else float(cutoff)
+    pos = np.asarray(positions, dtype=np.float64)[:, :2]
+    w = np.asarray(weights, dtype=np.float64)
+    G = np.asarray(image_grad, dtype=np.float64)
+    if G.shape != grid.shape:
+        raise ValueError(f"image gradient of shape {G.shape} for a grid of {grid.shape}")
+    out = np.zeros((pos.shape[0], 2))
+    if pos.shape[0] == 0:
+        return out
+    (hy, hx), (ny, nx) = grid.spacing, grid.shape
+    inv = 1.0 / (2.0 * gamma * gamma)
+    # the periodic image of each atom nearest the grid's origin cell: wrapped coordinates, same stencils
+    x, y = np.mod(pos[:, 0], nx * hx), np.mod(pos[:, 1], ny * hy)
+    fy, dy, gy = _stencil(y, hy, cutoff, inv)
+    fx, dx, gx = _stencil(x, hx, cutoff, inv)
+    iy = np.mod(fy[:, None] + np.arange(gy.shape[1]), ny)
+    ix = np.mod(fx[:, None] + np.arange(gx.shape[1]), nx)
+    block = G[iy[:, :, None], ix[:, None, :]]  # (N, ky, kx)
+    # d/da exp(-(p - a)^2 inv) = 2 inv (p - a) exp(...)
+    out[:, 0] = np.einsum("ny,nyx,nx->n", gy, block, 2 * inv * dx * gx)
+    out[:, 1] = np.einsum("ny,nyx,nx->n", 2 * inv * dy * gy, block, gx)
+    return out * w[:, None]
+
+
 def _accumulate(ax, ay, aw, origin, shape, spacing, cutoff, inv, dtype, block: int = BLOCK) -> np.ndarray:
     """Σ_a w_a g_y,a ⊗ g_x,a over the window of ``shape`` pixels from pixel ``origin``.
 
@@ -168,10 +218,8 @@ def _accumulate(ax, ay, aw, origin, shape, spacing, cutoff, inv, dtype, block: i
 
     def stencil(a, h, start_px, size):
         """Window index of each atom's first stencil pixel, and the 1-D stencil values."""
-        k = int(math.floor(2 * cutoff / h)) + 2
-        first = np.ceil((a - cutoff) / h).astype(np.int64)  # global pixel index
-        d = (first[:, None] + np.arange(k)) * h - a[:, None]  # from global indices: window-independent
-        g = np.where(np.abs(d) <= cutoff, np.exp(-d * d * inv), 0.0)
+        first, _, g = _stencil(a, h, cutoff, inv)
+        k = g.shape[1]
         lo = first - start_px
         # first and last tile the stencil reaches inside the window (empty when it misses the window)
         t0 = np.clip(lo, 0, None) // S

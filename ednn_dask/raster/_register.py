@@ -38,8 +38,8 @@ import numpy as np
 from ._checks import StructureError
 from ._grid import lattice_hint
 
-__all__ = ["HONEYCOMB", "Registration", "honeycomb_offset", "sublattice_imbalance", "register_honeycomb",
-           "registration"]
+__all__ = ["HONEYCOMB", "Registration", "honeycomb_offset", "offset_jacobian", "sublattice_imbalance",
+           "register_honeycomb", "registration"]
 
 #: Lattice spec stored in sheet model metadata (``metadata["input"]["lattice"]``).
 HONEYCOMB = {"kind": "honeycomb", "a": 2.5, "zigzag_axis": "x", "origin": [0.0, 0.0]}
@@ -66,6 +66,22 @@ class Registration:
         out = np.empty((xy.shape[0], 2))
         out[:, 0] = np.mod(xy[:, 0] + self.dx, float(lengths_xy[0]))
         out[:, 1] = np.mod((-xy[:, 1] if self.mirror_y else xy[:, 1]) + self.dy, float(lengths_xy[1]))
+        return out
+
+    def pull_back(self, xy: np.ndarray, grad: np.ndarray, lattice: dict) -> np.ndarray:
+        """``∂E/∂r`` of the user's positions ``xy`` from ``grad = ∂E/∂y`` of the registered ones ``y``.
+
+        ``y_a = M r_a + origin - t(M r)`` (``M`` the mirror, ``t`` of
+        :func:`honeycomb_offset`), so ``∂E/∂r_a = Mᵀ (g_a - J_aᵀ Σ_b g_b)``
+        with ``J_a`` of :func:`offset_jacobian`: the translation the
+        registration takes from the atoms is differentiated too, and the
+        gradients sum to zero as those of a translation-invariant energy do.
+        """
+        g = np.asarray(grad, dtype=np.float64)
+        jac = offset_jacobian(xy, float(lattice["a"]), mirror_y=self.mirror_y)
+        out = g - np.einsum("nji,j->ni", jac, g.sum(0))
+        if self.mirror_y:
+            out[:, 1] *= -1
         return out
 
     def as_attrs(self) -> dict:
@@ -109,6 +125,29 @@ def honeycomb_offset(xy: np.ndarray, a: float, max_atoms: int = 1_000_000,
     phase = -np.angle(S / ref)  # = b_k . t  (mod 2 pi)
     t = np.linalg.solve(B, phase)
     return t, float(np.abs(S).min())
+
+
+def offset_jacobian(xy: np.ndarray, a: float, max_atoms: int = 1_000_000, mirror_y: bool = False) -> np.ndarray:
+    """``(N, 2, 2)``: ``∂t/∂r_a`` of the offset ``t`` of :func:`honeycomb_offset` (same arguments).
+
+    ``t = B⁻¹ φ`` with ``φ_k = -arg S(b_k)`` + const and ``S(b) = mean exp(-i b·r)``,
+    so ``∂φ_k/∂r_a = b_k Re(exp(-i b_k·r_a) / (N S(b_k)))`` and
+    ``∂t/∂r_a = B⁻¹ diag(c_a) B``. About ``I / N`` for every atom of a sheet
+    near its lattice; 0 for the atoms the strided subset leaves out. With
+    ``mirror_y`` the derivative is with respect to the mirrored positions.
+    """
+    xy = np.asarray(xy, dtype=np.float64)[:, :2]
+    sel = _subset(xy, max_atoms)
+    p = xy[sel].copy()
+    if mirror_y:
+        p[:, 1] *= -1
+    B = _reciprocal(a)
+    e = np.exp(-1j * (p @ B.T))  # (n, 2)
+    S = e.mean(0)
+    c = np.real(e / (len(p) * S))  # (n, 2)
+    jac = np.zeros((xy.shape[0], 2, 2))
+    jac[sel] = np.einsum("ij,nj,jk->nik", np.linalg.inv(B), c, B)
+    return jac
 
 
 def sublattice_imbalance(xy: np.ndarray, numbers: np.ndarray, a: float, t: np.ndarray,
