@@ -102,7 +102,7 @@ def test_training_like_cells_are_in_the_domain_with_calibrated_uncertainty(sheet
 def test_strain_species_mixtures_and_holes_are_flagged(sheet_model):
     rng = np.random.default_rng(1)
     mix = S.substitute(S.supercell(S.hexagonal_sheet(), 2, 2), 0.3, rng)
-    hot = S.thermal_displacements(S.supercell(S.hexagonal_sheet(), 3, 3), 3000.0, rng)  # twice training's heat
+    hot = S.thermal_displacements(S.supercell(S.hexagonal_sheet(), 3, 3), 4000.0, rng)  # beyond training heat
     res = predict_frames(sheet_model, [_strained(), mix, hot])
     assert res.out_of_domain.tolist() == [True, True, True]
     assert "displaced from the lattice sites" in " ".join(res.reasons[0])
