@@ -8,8 +8,10 @@ Energies and forces come from :func:`ednn_dask.forces.energy_and_forces`
 (the checks, rasterization and network of ``ednn-dask predict``); the domain
 check and the uncertainty from :func:`ednn_dask.domain.assess`, as ``predict``
 does. A structure the model refuses raises the error ``predict`` prints; one
-outside the model's domain warns (:class:`DomainWarning`) or, with
-``strict=True``, raises :class:`~ednn_dask.errors.DomainError`.
+outside the model's domain warns (:class:`DomainWarning`, once each time the
+structures leave the domain: a relaxation or MD run is not flooded with one
+warning per step; ``results["out_of_domain"]`` says it for every step) or,
+with ``strict=True``, raises :class:`~ednn_dask.errors.DomainError`.
 """
 from __future__ import annotations
 
@@ -68,6 +70,7 @@ class EDNNCalculator(Calculator):
         self.strict = bool(strict)
         self.dtype = dtype
         self.implemented_properties = ["energy", "free_energy", "forces", "tile_energies"]
+        self._was_out = False  # the last structure was outside the domain: warn again only after a return
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -91,4 +94,6 @@ class EDNNCalculator(Calculator):
             if self.strict:
                 self.results = {}
                 raise DomainError(line)
-            warnings.warn(line, DomainWarning, stacklevel=2)
+            if not self._was_out:
+                warnings.warn(line, DomainWarning, stacklevel=2)
+        self._was_out = verdict.out_of_domain

@@ -21,21 +21,6 @@ from pathlib import Path
 import numpy as np
 
 
-def gr(frames: list[np.ndarray], L: np.ndarray, rmax: float, bins: int = 120) -> tuple[np.ndarray, np.ndarray]:
-    edges = np.linspace(0.0, rmax, bins + 1)
-    hist = np.zeros(bins)
-    n = frames[0].shape[0]
-    for xy in frames:
-        d = xy[:, None, :] - xy[None, :, :]
-        d -= np.round(d / L) * L
-        r = np.hypot(d[..., 0], d[..., 1])[np.triu_indices(n, 1)]
-        hist += np.histogram(r, edges)[0]
-    shell = np.pi * (edges[1:] ** 2 - edges[:-1] ** 2)
-    density = n / (L[0] * L[1])
-    g = hist / (len(frames) * n / 2 * density * shell)
-    return 0.5 * (edges[1:] + edges[:-1]), g
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweeps", type=int, default=300)
@@ -49,7 +34,7 @@ def main(argv=None) -> None:
     import torch
 
     from ednn_dask.models import get_model
-    from ednn_dask.simulate import Metropolis
+    from ednn_dask.simulate import Metropolis, radial_distribution
     from ednn_dask.systems import md
     from ednn_dask.systems import sheets as S
 
@@ -71,8 +56,8 @@ def main(argv=None) -> None:
     md_frames = md.run_md(atoms, args.temperature, rng, steps=2000, snapshots=len(snaps), every=20)
     md_snaps = [f.positions[:, :2] for f in md_frames]
     rmax = float(min(L)) / 2
-    r, g_mc = gr(snaps, L, rmax)
-    _, g_md = gr(md_snaps, L, rmax)
+    r, g_mc = radial_distribution(snaps, L, rmax)
+    _, g_md = radial_distribution(md_snaps, L, rmax)
 
     def first_peak(g):
         sel = (r > 1.2) & (r < 1.8)

@@ -129,6 +129,13 @@ def test_ase_calculator_gives_energy_forces_tiles_and_the_domain(tmp_path):
     mix.calc = EDNNCalculator(model)
     with pytest.warns(DomainWarning, match="outside the domain"):
         mix.get_potential_energy()
+    moved = mix.copy()  # still outside: no second warning, the result says it
+    moved.positions[0, 0] += 0.01
+    moved.calc = mix.calc
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        moved.get_potential_energy()
+    assert moved.calc.results["out_of_domain"]
     mix.calc = EDNNCalculator(model, strict=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

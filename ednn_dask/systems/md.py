@@ -106,7 +106,7 @@ def strain(atoms: Atoms, exx: float, eyy: float) -> Atoms:
     return out
 
 
-def _in_plane(atoms: Atoms) -> Atoms:
+def _in_plane(atoms: Atoms, calc=None) -> Atoms:
     from ase.constraints import FixCartesian, FixCom
 
     from ..reference import tersoff_calculator
@@ -114,7 +114,7 @@ def _in_plane(atoms: Atoms) -> Atoms:
     out = atoms.copy()
     out.positions[:, 2] = 0.0
     out.set_constraint([FixCartesian(range(len(out)), mask=(False, False, True)), FixCom()])
-    out.calc = tersoff_calculator()
+    out.calc = tersoff_calculator() if calc is None else calc
     return out
 
 
@@ -134,16 +134,17 @@ def relax(atoms: Atoms, fmax: float = 0.05, steps: int = 300) -> Atoms:
 
 
 def run_md(atoms: Atoms, temperature: float, rng: np.random.Generator, steps: int = 200, snapshots: int = 1,
-           every: int = 50, timestep_fs: float = 1.0, friction_per_fs: float = 0.02) -> list[Atoms]:
+           every: int = 50, timestep_fs: float = 1.0, friction_per_fs: float = 0.02, calc=None) -> list[Atoms]:
     """Langevin dynamics in-plane at ``temperature`` K: ``snapshots`` frames, after ``steps`` steps and then
-    every ``every`` steps (positions wrapped, no calculator attached)."""
+    every ``every`` steps (positions wrapped, no calculator attached). ``calc``: the ASE calculator that
+    drives it (default the reference potential; e.g. an :class:`ednn_dask.ase.EDNNCalculator`)."""
     import warnings
 
     from ase import units
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
-    at = _in_plane(atoms)
+    at = _in_plane(atoms, calc)
     MaxwellBoltzmannDistribution(at, temperature_K=temperature, rng=rng)
     v = at.get_velocities()
     v[:, 2] = 0.0
