@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["ForcesResult", "energy_and_forces"]
+__all__ = ["ForcesResult", "energy_and_forces", "energy_network"]
 
 
 @dataclass
@@ -48,8 +48,9 @@ class ForcesResult:
     maps: np.ndarray
 
 
-def _network(model, dtype: torch.dtype):
-    """The EDNN that gives the energy: the file's own program in float32, its weights in float64."""
+def energy_network(model, dtype: torch.dtype = torch.float32):
+    """The EDNN that gives a sheet model's energy in ``dtype``: the model file's own program (float32, what
+    ``predict`` runs), or its weights in float64 (built once per model)."""
     if dtype == torch.float32:
         return model.default_ednn()
     if dtype != torch.float64:
@@ -101,7 +102,7 @@ def energy_and_forces(model, atoms, dtype: torch.dtype = torch.float32) -> Force
     raster = draw_channels(xy, arrays.numbers, grid, channel_z, gamma, dtype=np.float64 if dtype == torch.float64 else np.float32)
     field = torch.from_numpy(raster)[None].requires_grad_(True)
     with torch.enable_grad():
-        maps = _network(model, dtype).tile_maps(field)
+        maps = energy_network(model, dtype).tile_maps(field)
         energy = maps[:, 0].sum(dtype=torch.float64)
         (image_grad,) = torch.autograd.grad(energy, field)
     image_grad = image_grad[0].double().numpy()

@@ -26,10 +26,6 @@ import torch
 
 __all__ = ["Metropolis", "tile_range"]
 
-#: Boltzmann constant, eV/K
-KB_EV = 8.617333262e-5
-
-
 def tile_range(lo: int, hi: int, focus: int, context: int, n_tiles: int) -> tuple[int, int]:
     """Tiles ``[t0, t1)`` (along one axis, unwrapped) whose window ``[t f - c, t f + f + c)`` meets pixels ``[lo, hi)``.
 
@@ -71,7 +67,7 @@ class Metropolis:
 
     def __init__(self, model, atoms, temperature: float, step: float = 0.1, seed: int = 0,
                  dtype: torch.dtype = torch.float64):
-        from ..forces import _network
+        from ..forces import energy_network
         from ..predict import _check_frame
         from ..raster import GAMMA, AtomsArrays, channel_numbers, check_species
 
@@ -92,12 +88,14 @@ class Metropolis:
             np.array([zs.index(int(z)) for z in self.numbers])
         self.gamma = card.gamma if card.gamma is not None else GAMMA
         self.f, self.c = card.focus, card.context
-        self.net = _network(model, dtype)
+        self.net = energy_network(model, dtype)
         if not self.net.halo_sharing:
             raise ValueError(f"model {card.name!r}: incremental Monte Carlo needs a halo-shared (VALID conv) subnet")
         self.dtype = dtype
         self._np_dtype = np.float64 if dtype == torch.float64 else np.float32
-        self.kT = KB_EV * float(temperature)
+        from ase.units import kB
+
+        self.kT = kB * float(temperature)
         self.step_size = float(step)
         self.rng = np.random.default_rng(seed)
         self.raster = self._draw_all()
