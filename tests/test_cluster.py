@@ -171,7 +171,7 @@ def _done_count(store: Path) -> int:
 
 def test_killed_worker_gives_identical_total(tmp_path, small_model):
     """SIGKILL one of two worker processes mid-run: the nanny restarts it and the total is unchanged."""
-    field = (np.random.default_rng(5).random((3, 512, 512)) * 6).astype(np.float32)
+    field = (np.random.default_rng(5).random((3, 320, 320)) * 6).astype(np.float32)
     src = write_raster(tmp_path / "r.zarr", field, chunks=(3, 64, 64))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as on the workers: oneDNN splits some convolutions by thread count
@@ -180,7 +180,7 @@ def test_killed_worker_gives_identical_total(tmp_path, small_model):
     finally:
         torch.set_num_threads(threads)
     out = tmp_path / "tiles.zarr"
-    n_chunks = (512 // 32) ** 2
+    n_chunks = (320 // 32) ** 2
     with local_cluster(2, 1) as client:
         pids = list(client.run(os.getpid).values())
         killed = {}

@@ -239,7 +239,7 @@ def test_rasterize_then_evaluate_with_the_defaults(tmp_path):
     """The documented two-step workflow: both commands default to the same model."""
     from ednn_dask.systems.large import porous_graphene_arrays, save_atoms_npz
 
-    sheet = save_atoms_npz(porous_graphene_arrays((100.0, 100.0), seed=3), tmp_path / "s.npz")
+    sheet = save_atoms_npz(porous_graphene_arrays((50.0, 50.0), seed=3), tmp_path / "s.npz")
     r = run("rasterize", sheet, tmp_path / "s.zarr", "--quiet")
     assert r.returncode == 0, r.stderr
     stored = run("evaluate", tmp_path / "s.zarr", "--workers", "0", "--json")
