@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["ForcesResult", "energy_and_forces", "energy_network"]
+__all__ = ["ForcesResult", "SheetInput", "energy_and_forces", "energy_network", "sheet_input"]
 
 
 @dataclass
@@ -46,6 +46,49 @@ class ForcesResult:
     energy: float
     forces: np.ndarray
     maps: np.ndarray
+
+
+@dataclass
+class SheetInput:
+    """A structure as a sheet model takes it (:func:`sheet_input`).
+
+    Attributes
+    ----------
+    grid : RasterGrid
+    arrays : AtomsArrays
+        The user's atoms, in their order.
+    registration : Registration or None
+        The move onto the model's lattice (``None`` for models without one).
+    xy : numpy.ndarray
+        ``(N, 2)`` registered positions, wrapped into the cell.
+    channel_z : list of int or None
+        Atomic number of each raster channel (``None``: one Z-weighted channel).
+    gamma : float
+        Gaussian width (Å).
+    """
+
+    grid: object
+    arrays: object
+    registration: object
+    xy: np.ndarray
+    channel_z: list | None
+    gamma: float
+
+
+def sheet_input(model, atoms) -> SheetInput:
+    """Check ``atoms`` as ``predict`` does and register them as the model's rasters are drawn."""
+    from .predict import _check_frame
+    from .raster import GAMMA, AtomsArrays, channel_numbers, check_species
+
+    card = model.card
+    how = card.raster_settings()
+    grid = _check_frame(model, atoms, 0)
+    arrays = AtomsArrays.from_ase(atoms)
+    check_species(arrays.numbers, how.species)
+    reg = arrays.registration(how.lattice, "structure") if how.lattice else None
+    xy = reg.apply(arrays.positions, grid.lengths_xy) if reg is not None else arrays.positions
+    return SheetInput(grid, arrays, reg, np.asarray(xy, dtype=np.float64), channel_numbers(how.species, how.channels),
+                      card.gamma if card.gamma is not None else GAMMA)
 
 
 def energy_network(model, dtype: torch.dtype = torch.float32):
@@ -84,21 +127,12 @@ def energy_and_forces(model, atoms, dtype: torch.dtype = torch.float32) -> Force
     StructureError, InputError
         As :func:`ednn_dask.predict.predict_frames` does for a structure it refuses.
     """
-    from .predict import _check_frame
-    from .raster import GAMMA, AtomsArrays, channel_numbers, check_species, rasterize_adjoint
+    from .raster import rasterize_adjoint
     from .raster._channels import draw_channels
 
-    card = model.card
-    how = card.raster_settings()
-    grid = _check_frame(model, atoms, 0)
-    arrays = AtomsArrays.from_ase(atoms)
-    check_species(arrays.numbers, how.species)
-    xy = arrays.positions
-    reg = arrays.registration(how.lattice, "structure") if how.lattice else None
-    if reg is not None:
-        xy = reg.apply(xy, grid.lengths_xy)
-    channel_z = channel_numbers(how.species, how.channels)
-    gamma = card.gamma if card.gamma is not None else GAMMA
+    sheet = sheet_input(model, atoms)
+    grid, arrays, reg, xy, channel_z, gamma = (sheet.grid, sheet.arrays, sheet.registration, sheet.xy,
+                                               sheet.channel_z, sheet.gamma)
     raster = draw_channels(xy, arrays.numbers, grid, channel_z, gamma, dtype=np.float64 if dtype == torch.float64 else np.float32)
     field = torch.from_numpy(raster)[None].requires_grad_(True)
     with torch.enable_grad():
@@ -112,7 +146,7 @@ def energy_and_forces(model, atoms, dtype: torch.dtype = torch.float32) -> Force
         sel = np.ones(len(z), bool) if species is None else z == species
         grad[sel] = rasterize_adjoint(xy[sel], z[sel], grid, image_grad[c], gamma=gamma)
     if reg is not None:
-        grad = reg.pull_back(arrays.positions, grad, how.lattice)
+        grad = reg.pull_back(arrays.positions, grad, model.card.lattice)
     forces = np.zeros((len(z), 3))
     forces[:, :2] = -grad
     return ForcesResult(float(energy.detach()), forces, maps[0].detach().double().numpy())

@@ -72,10 +72,8 @@ def environments(xy: np.ndarray, numbers: np.ndarray, lengths_xy: Sequence[float
     """
     from ase.data import chemical_symbols
 
-    L = np.asarray(lengths_xy, dtype=np.float64)
     z = np.asarray(numbers, dtype=np.int64)
-    tree = cKDTree(np.mod(np.asarray(xy, dtype=np.float64)[:, :2], L), boxsize=L)
-    pairs = tree.query_pairs(BOND, output_type="ndarray")
+    pairs, _ = _bonds(xy, lengths_xy)
     names = {int(k): chemical_symbols[int(k)] for k in np.unique(z)}
     neighbours: list[list[str]] = [[] for _ in range(len(z))]
     for i, j in pairs:

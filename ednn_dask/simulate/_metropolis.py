@@ -67,32 +67,24 @@ class Metropolis:
 
     def __init__(self, model, atoms, temperature: float, step: float = 0.1, seed: int = 0,
                  dtype: torch.dtype = torch.float64):
-        from ..forces import energy_network
-        from ..predict import _check_frame
-        from ..raster import GAMMA, AtomsArrays, channel_numbers, check_species
+        from ..forces import energy_network, sheet_input
 
         card = model.card
-        how = card.raster_settings()
-        self.grid = _check_frame(model, atoms, 0)
-        arrays = AtomsArrays.from_ase(atoms)
-        check_species(arrays.numbers, how.species)
-        xy = arrays.positions
-        if how.lattice:
-            xy = arrays.registration(how.lattice, "structure").apply(xy, self.grid.lengths_xy)
-        self.positions = np.array(xy, dtype=np.float64)
-        self.numbers = arrays.numbers.astype(np.int64)
-        zs = channel_numbers(how.species, how.channels)
+        sheet = sheet_input(model, atoms)
+        self.grid = sheet.grid
+        self.positions = sheet.xy.copy()
+        self.numbers = sheet.arrays.numbers.astype(np.int64)
+        zs = sheet.channel_z
         self._channel_z = zs
         #: raster channel of each atom (0 for the single Z channel)
         self._channel = np.zeros(len(self.numbers), np.int64) if zs is None else \
             np.array([zs.index(int(z)) for z in self.numbers])
-        self.gamma = card.gamma if card.gamma is not None else GAMMA
+        self.gamma = sheet.gamma
         self.f, self.c = card.focus, card.context
         self.net = energy_network(model, dtype)
         if not self.net.halo_sharing:
             raise ValueError(f"model {card.name!r}: incremental Monte Carlo needs a halo-shared (VALID conv) subnet")
         self.dtype = dtype
-        self._np_dtype = np.float64 if dtype == torch.float64 else np.float32
         from ase.units import kB
 
         self.kT = kB * float(temperature)
