@@ -82,7 +82,7 @@ def sheet_input(model, atoms) -> SheetInput:
 
     card = model.card
     how = card.raster_settings()
-    grid = _check_frame(model, atoms, 0)
+    grid = _check_frame(card, atoms, 0)
     arrays = AtomsArrays.from_ase(atoms)
     check_species(arrays.numbers, how.species)
     reg = arrays.registration(how.lattice, "structure") if how.lattice else None

@@ -16,8 +16,8 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["Prediction", "read_spins", "validate_spins", "read_structures", "predict_file", "predict_spins",
-           "predict_frames"]
+__all__ = ["Prediction", "read_spins", "validate_spins", "read_structures", "read_input", "check_frames",
+           "predict_file", "predict_spins", "predict_frames"]
 
 
 @dataclass
@@ -125,12 +125,11 @@ def predict_spins(model, spins: np.ndarray, name: str = "input") -> Prediction:
     return Prediction(energies, model.name, model.card.units)
 
 
-def _check_frame(model, atoms, k: int):
-    """The raster grid of frame ``k`` at the model's spacing, with whole focus regions; warnings recorded."""
+def _check_frame(card, atoms, k: int):
+    """The raster grid of frame ``k`` at the spacing of the model with ``card``, with whole focus regions."""
     from .raster import StructureError, grid_for_atoms
     from .tiles import check_tiling
 
-    card = model.card
     f, (hy, hx) = card.focus, card.pixel_spacing
     try:
         grid = grid_for_atoms(atoms, card.pixel_spacing, lattice=card.lattice)
@@ -146,21 +145,38 @@ def _check_frame(model, atoms, k: int):
     return grid
 
 
-def predict_frames(model, frames: Sequence) -> Prediction:
-    """Energies (eV) of ASE structures with a sheet model, every frame checked first."""
+def check_frames(card, frames: Sequence) -> str | None:
+    """Check every frame against the model with ``card`` (its metadata: no network is needed).
+
+    Returns the one line on the frames that are sheets but off the model's
+    plane (``None`` if there are none); raises the first frame's
+    :class:`~ednn_dask.errors.EDNNError` otherwise.
+    """
     from .raster import SheetWarning
-    from .train.sheets import predict_structures
 
     flagged = []  # (structure, warning) of structures that are sheets but off the model's plane
     for k, atoms in enumerate(frames):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SheetWarning)
-            _check_frame(model, atoms, k)
+            _check_frame(card, atoms, k)
         flagged += [(k, w.message) for w in caught if issubclass(w.category, SheetWarning)]
-    warning = None
-    if flagged:
-        more = f" (and {len(flagged) - 1} more of {len(frames)} structures)" if len(flagged) > 1 else ""
-        warning = f"structure {flagged[0][0]}: {flagged[0][1]}{more}"
+    if not flagged:
+        return None
+    more = f" (and {len(flagged) - 1} more of {len(frames)} structures)" if len(flagged) > 1 else ""
+    return f"structure {flagged[0][0]}: {flagged[0][1]}{more}"
+
+
+def predict_frames(model, frames: Sequence, warning: str | None = None, checked: bool = False) -> Prediction:
+    """Energies (eV) of ASE structures with a sheet model, every frame checked first.
+
+    ``checked=True`` (with ``warning`` from :func:`check_frames`) skips the
+    checks that :func:`read_input` has already made.
+    """
+    from .raster import SheetWarning
+    from .train.sheets import predict_structures
+
+    if not checked:
+        warning = check_frames(model.card, frames)
     from .domain import DomainSpec, assess
 
     spec = DomainSpec.from_card(model.card)
@@ -180,11 +196,32 @@ def predict_frames(model, frames: Sequence) -> Prediction:
                       reasons={k: v.reasons for k, v in enumerate(verdicts) if v.reasons})
 
 
-def predict_file(model, path: str) -> Prediction:
-    """Predict what ``path`` holds: ±1 spins (``.npy``) for Ising models, structures for sheet models."""
-    card = model.card
+@dataclass
+class CheckedInput:
+    """What :func:`read_input` read and checked: structures (with their warning line) or spins."""
+
+    frames: list | None = None
+    warning: str | None = None
+    spins: np.ndarray | None = None
+    name: str = "input"
+
+
+def read_input(card, path: str) -> CheckedInput:
+    """Read ``path`` and check it against the model with ``card``, before any network is loaded.
+
+    ±1 spins (``.npy``) for Ising models, structures for sheet models.
+    """
     if card.takes_atoms:
-        return predict_frames(model, read_structures(path))
+        frames = read_structures(path)
+        return CheckedInput(frames=frames, warning=check_frames(card, frames), name=path)
     if card.input_kind != "ising-spins":
-        raise InputError(f"model {model.name!r} takes input of kind {card.input_kind!r}, which predict does not handle")
-    return predict_spins(model, read_spins(path), path)
+        raise InputError(f"model {card.name!r} takes input of kind {card.input_kind!r}, which predict does not handle")
+    return CheckedInput(spins=validate_spins(read_spins(path), card.focus, path), name=path)
+
+
+def predict_file(model, path: str | CheckedInput) -> Prediction:
+    """Predict what ``path`` holds (or what :func:`read_input` read from it) with a loaded model."""
+    got = path if isinstance(path, CheckedInput) else read_input(model.card, path)
+    if got.frames is not None:
+        return predict_frames(model, got.frames, got.warning, checked=True)
+    return predict_spins(model, got.spins, got.name)

@@ -9,8 +9,8 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ABLATION = Path(__file__).resolve().parents[1] / "docs" / "ising_ablation.json"
 
 SMALL = {
-    "strong_scaling": ({"counts": [1, 2], "size_um": 0.02}, ["strong_scaling.png"]),
-    "weak_scaling": ({"counts": [1, 2], "size_um_per_worker": 0.015}, ["weak_scaling.png"]),
+    "strong_scaling": ({"counts": [1, 2], "size_um": 0.01}, ["strong_scaling.png"]),
+    "weak_scaling": ({"counts": [1, 2], "size_um_per_worker": 0.008}, ["weak_scaling.png"]),
     "dashboard": ({"size_um": 0.015}, []),
     "paper_ising": ({"n_small": 300, "n_large": 2, "ablation_json": str(ABLATION)}, ["ising_parity.png", "ising_transfer.png", "ising_ablation.png"]),
     "paper_sheets": ({"n_cells": 8, "supercells": [(1, 1), (2, 2)], "sizes_um": [0.01, 0.02]},

@@ -101,3 +101,23 @@ def test_sheet_model_widths_roundtrip_and_validation(tmp_path):
     torch.testing.assert_close(shared.to(ref.dtype), ref, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="5 filter counts"):
         build_sheet_model(8, 24, widths=(4, 8))
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "rasterize"])
+def test_a_bad_structure_is_refused_before_any_network_loads(sheet_model, tmp_path, monkeypatch, capsys, command):
+    """Input errors come from the model's metadata alone: no model program is loaded (or run) to find them."""
+    import ednn_dask.models._load as load
+    from ednn_dask.cli import main
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a network was loaded before the input was checked")
+
+    monkeypatch.setattr(load, "_load_network", no_loading)
+    ase.io.write(tmp_path / "bad.extxyz", [S.hexagonal_sheet(5, 3, a=2.46)])  # another lattice constant
+    args = {"predict": [sheet_model, tmp_path / "bad.extxyz"],
+            "evaluate": [tmp_path / "bad.extxyz", "--model", sheet_model, "--workers", "0"],
+            "rasterize": [tmp_path / "bad.extxyz", tmp_path / "r.zarr", "--model", sheet_model]}[command]
+    assert main([command, *map(str, args)]) == 2
+    err = capsys.readouterr().err
+    assert "not an integer" in err and "network was loaded" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r.zarr").exists()

@@ -124,9 +124,9 @@ def _cmd_dataset_from_structures(args) -> int:
     else:
         if args.species:
             raise InputError("--species goes with --spacing; with --model the model's species are used")
-        from ..models import get_model
+        from ..models import read_card, resolve_model
 
-        card = get_model(args.model).card
+        card = read_card(resolve_model(args.model))  # its metadata is all a dataset needs
         if not card.takes_atoms:
             raise InputError(f"model {args.model!r} does not take atoms")
         settings = card.raster_settings()
@@ -162,13 +162,13 @@ def _cmd_make_sheet(args) -> int:
 def _cmd_rasterize(args) -> int:
     from .. import config
     from .._outputs import check_output
-    from ..models import get_model
+    from ..models import read_card, resolve_model
     from ..raster import RASTER_KIND, rasterize_to_zarr
     from ..systems.large import load_atoms
 
-    # the raster is drawn for a model: --model, else the one `evaluate` uses by default
+    # the raster is drawn for a model (its metadata is all it needs): --model, else the one `evaluate` uses
     name = args.model or config.get("evaluate.model")
-    card = get_model(name).card
+    card = read_card(resolve_model(name))
     if not card.takes_atoms:
         raise InputError(f"model {name!r} does not take rasters")
     settings = card.raster_settings()

@@ -138,12 +138,14 @@ def _cmd_fit_domain(args) -> int:
 def _cmd_predict(args) -> int:
     import torch
 
-    from ..models import get_model
-    from ..predict import predict_file
+    from ..models import load_model, read_card, resolve_model
+    from ..predict import predict_file, read_input
 
-    model = get_model(args.model)
+    path = resolve_model(args.model)
+    checked = read_input(read_card(path, tile_shape=False), args.input)  # the input's errors come before the network loads
+    model = load_model(path)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    res = predict_file(model, args.input)
+    res = predict_file(model, checked)
     if args.strict and res.domain_warning:
         raise DomainError(res.domain_warning)
     for line in (res.warning, res.domain_warning):

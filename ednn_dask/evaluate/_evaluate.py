@@ -111,7 +111,7 @@ def plan_evaluation(
     EvaluationError, ModelFileError, OutputError
     """
     from ..domain import DomainSpec
-    from ..models import LoadedModel, resolve_model
+    from ..models import LoadedModel, read_card, resolve_model
 
     model = config.get("evaluate.model", model)
     if isinstance(model, LoadedModel):
@@ -119,18 +119,18 @@ def plan_evaluation(
     path = resolve_model(model)
     data = Path(path).read_bytes()
     ref = ModelRef.from_path(path, data)
-    loaded = cached_model(ref)
-    card = loaded.card
-    f, c = loaded.card.focus, loaded.card.context
+    card = read_card(path, tile_shape=False)
+    f, c = card.focus, card.context
     try:
-        mode = resolve_mode(loaded, config.get("evaluate.halo-sharing", halo_sharing),
+        mode = resolve_mode(card, config.get("evaluate.halo-sharing", halo_sharing),
                             config.get("evaluate.bf16", bf16))
     except EDNNError as exc:  # the wishes contradict the model
         raise EvaluationError(str(exc)) from None
     target = int(config.get("evaluate.chunk", chunk))
     # with halo sharing, chunk edges fall on window edges: per-tile values do not depend on the chunking
     unit = mode.window if mode.halo_sharing else f
-    src = open_source(source, card, target, unit)
+    src = open_source(source, card, target, unit)  # the input's errors come before the network loads
+    card = cached_model(ref).card  # the model file checked and its network loaded, as the workers will
     if out is not None:
         inputs = [p for p in (src.path, path) if p is not None]
         out = check_output(out, KIND, inputs=inputs, overwrite=overwrite)

@@ -48,7 +48,7 @@ class RunMode:
 
 def resolve_mode(model, halo_sharing: bool | None = None, bf16: bool | None = None,
                  channels_last: bool | None = None, window: int | None = None) -> RunMode:
-    """The :class:`RunMode` of ``model`` (a ``LoadedModel``) for these wishes.
+    """The :class:`RunMode` of ``model`` (a ``LoadedModel``, or the ``ModelCard`` of a file not yet loaded) for these wishes.
 
     ``halo_sharing=None`` is the model's own choice (its card's
     ``halo_sharing_default``, when the subnet allows it); ``True`` fails for
@@ -62,25 +62,21 @@ def resolve_mode(model, halo_sharing: bool | None = None, bf16: bool | None = No
     EDNNError
         If the wishes contradict the model (halo sharing or bf16 where the model does not allow it).
     """
-    card = model.card
+    loaded = getattr(model, "ednn", None)
+    card = model if loaded is None else model.card
     f = card.focus
-    tile_batch = int(model.ednn.tile_batch or config.get("predict.tile-batch"))  # as loaded
+    tile_batch = int((loaded.tile_batch if loaded is not None else None) or config.get("predict.tile-batch"))
     if halo_sharing is None:
-        halo_sharing = card.halo_sharing_default and _can_share(model)
-    elif halo_sharing and not _can_share(model):
-        raise EDNNError(f"model {model.name!r} cannot run with halo sharing: {card.why_no_halo_sharing}")
+        halo_sharing = card.halo_sharing_default and card.halo_sharing_allowed
+    elif halo_sharing and not card.halo_sharing_allowed:
+        raise EDNNError(f"model {card.name!r} cannot run with halo sharing: {card.why_no_halo_sharing}")
     if bf16 and not halo_sharing:
-        raise EDNNError(f"bf16 needs halo sharing, which model {model.name!r} does not allow")
+        raise EDNNError(f"bf16 needs halo sharing, which model {card.name!r} does not allow")
     if not halo_sharing:
         return RunMode(False, tile_batch=tile_batch)
     win = int(config.get("predict.halo-window", window))
     return RunMode(True, max(1, win // f) * f, bool(bf16), bool(config.get("predict.channels-last", channels_last)),
                    tile_batch)
-
-
-def _can_share(model) -> bool:
-    """The model's file holds a field program, so halo sharing runs (and is exact)."""
-    return model.card.halo_sharing_allowed
 
 
 def build_ednn(model, mode: RunMode):
