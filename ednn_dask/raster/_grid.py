@@ -1,10 +1,11 @@
 """The pixel grid of a sheet at a model's spacing, with errors that say how to make the cell fit.
 
-The lattice constant in messages is the median bond length × √3
-(:func:`~ednn_dask.raster._neighbours.bond_lengths`); it is named when it
-differs from the model's by more than :data:`LATTICE_RTOL`, 1 %: thermal
-noise scatters the estimate of a 60-atom cell at 1000 K by up to 0.8 %, and
-2.46 Å (graphene's) is 1.6 % off.
+The sheet's own lattice in messages is its stretch along x and y from the
+honeycomb's structure-factor peaks (:func:`~ednn_dask.raster._strain.lattice_stretch`;
+exact for a periodic cell), else the median bond length × √3. A stretch that
+differs between x and y is named as a strain; an isotropic one as a lattice
+constant when it differs from the model's by more than :data:`LATTICE_RTOL`, 1 %
+(2.46 Å, graphene's, is 1.6 % off).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 from ._checks import StructureError
 from ._gaussian import RasterGrid
 from ._neighbours import bond_geometry
+from ._strain import lattice_stretch
 
 __all__ = ["LATTICE_RTOL", "ROTATION_TOL", "lattice_hint", "sheet_grid"]
 
@@ -44,11 +46,18 @@ def lattice_hint(xy: np.ndarray, lengths_xy: Sequence[float], lattice: dict, lea
             turn += (f": it has its armchair direction along {axis}; swap x and y (positions and cell; the energy "
                      f"is unchanged) to put its zigzag direction along {axis}")
         words.append(turn)
-    have = bond * np.sqrt(3.0)
-    if abs(have / a - 1) > LATTICE_RTOL:
-        words.append(f"this sheet's bonds are {bond:.3f} Å long (a = {have:.3f} Å): scale the cell and positions by "
-                     f"{a:g}/{have:.3f} = {a / have:.4f} (energies at another lattice constant are outside what the "
-                     f"model learned)")
+    fit = lattice_stretch(xy, lengths_xy, a) if not words else None  # a rotated sheet has no such peaks
+    have = a * fit.s_x if fit is not None else bond * np.sqrt(3.0)
+    if fit is not None and max(abs(e) for e in fit.strain) > 1e-3 and not (
+            fit.isotropic and abs(have / a - 1) > LATTICE_RTOL):
+        ex, ey = fit.strain
+        words.append(f"this sheet is strained relative to the model's honeycomb by {ex:+.2%} along x and "
+                     f"{ey:+.2%} along y, a strain the model was not trained on (x scaled by {1 / fit.s_x:.4f} and "
+                     f"y by {1 / fit.s_y:.4f} would be the unstrained sheet, a different structure)")
+    elif abs(have / a - 1) > LATTICE_RTOL:
+        words.append(f"this sheet's bonds are {have / np.sqrt(3.0):.3f} Å long (a = {have:.3f} Å): scale the cell "
+                     f"and positions by {a:g}/{have:.3f} = {a / have:.4f} (energies at another lattice constant are "
+                     f"outside what the model learned)")
     if not words:
         return ""
     return (f"the model was trained on a honeycomb with a = {a:g} Å, and " if lead else "") + "; ".join(words)
